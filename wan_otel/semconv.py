@@ -1,0 +1,423 @@
+"""The naming contract: every span name, attribute key and metric name wan-otel uses.
+
+Dashboards, alert rules, the report, the exporter, the pipeline and the tests import these
+constants; nobody retypes a name. Each constant's docstring gives its type, unit and source,
+and the OpenTelemetry peer name (``hw.gpu.*``) where one exists. ``docs/telemetry.md`` is
+generated from this module (``python -m wan_otel.semconv_doc``) and a test keeps it current.
+
+Rules (STYLE.md): span names ``wan.<component>.<operation>`` with no ids or numbers in them;
+attributes in the ``wan.`` namespace unless a standard key means the same; Prometheus names
+``wan_<quantity>_<base unit>``, ``_total`` only on counters, ``_ratio`` for 0..1 fractions;
+labels bounded, never a run id or a prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --------------------------------------------------------------------------------------------
+# Span names
+# --------------------------------------------------------------------------------------------
+
+SPAN_GENERATE: Final = "wan.pipeline.generate"
+"""Root span, one per generation (run). Its duration is the run's total latency."""
+
+SPAN_INITIALIZE: Final = "wan.pipeline.initialize"
+"""Building or loading the pipeline: components, scheduler, device placement."""
+
+SPAN_COMPONENT_INITIALIZE: Final = "wan.component.initialize"
+"""One component built or loaded (child of initialize); ``wan.component.name`` says which."""
+
+SPAN_PREPROCESS: Final = "wan.pipeline.preprocess"
+"""Input checks, image conditioning and latent preparation before text encoding."""
+
+SPAN_TEXT_ENCODE: Final = "wan.text_encoder.encode"
+"""Prompt (and negative prompt) encoding by the UMT5 text encoder."""
+
+SPAN_DENOISE: Final = "wan.denoise.loop"
+"""The denoising loop; parent of one ``wan.denoise.step`` span per step."""
+
+SPAN_DENOISE_STEP: Final = "wan.denoise.step"
+"""One denoising step: the transformer passes and the scheduler update."""
+
+SPAN_TRANSFORMER_FORWARD: Final = "wan.transformer.forward"
+"""One transformer forward (child of a step); ``wan.transformer.branch`` is cond or uncond."""
+
+SPAN_WEIGHT_TRANSFER: Final = "wan.offload.transfer"
+"""Weights moved between host and device by an offload mechanism. Time moving weights is
+not compute time; the report shows it apart."""
+
+SPAN_VAE_DECODE: Final = "wan.vae.decode"
+"""``vae.decode`` of the final latents to pixels (a method, not ``forward``)."""
+
+SPAN_EXPORT: Final = "wan.pipeline.export"
+"""Writing the output video (mp4) to its file."""
+
+STAGE_SPANS: Final = (
+    SPAN_INITIALIZE,
+    SPAN_PREPROCESS,
+    SPAN_TEXT_ENCODE,
+    SPAN_DENOISE,
+    SPAN_VAE_DECODE,
+    SPAN_EXPORT,
+)
+"""The direct children of the root span that make up the latency breakdown, in run order."""
+
+# --------------------------------------------------------------------------------------------
+# Span attributes: run and request (root span; RUN_ID on every span of the run)
+# --------------------------------------------------------------------------------------------
+
+RUN_ID: Final = "wan.run.id"
+"""string. The run id, on every span of the run (trace backends search spans, and one serving
+process runs many jobs). Never a metric label."""
+
+MODEL_NAME: Final = "wan.model.name"
+"""string. Model name, e.g. ``Wan2.2-TI2V-5B``."""
+
+MODEL_TASK: Final = "wan.model.task"
+"""string. ``t2v``, ``i2v`` or ``ti2v``."""
+
+MODEL_SOURCE: Final = "wan.model.source"
+"""string. Where the weights came from: a preset name (``tiny``, ``ti2v-5b-random``) or
+``checkpoint``."""
+
+MODEL_ARCHITECTURE: Final = "wan.model.architecture"
+"""string. Denoiser architecture, ``DiT`` for Wan2.2 (used in the report title)."""
+
+REQUEST_HEIGHT: Final = "wan.request.height"
+"""int, pixels. Output video height."""
+
+REQUEST_WIDTH: Final = "wan.request.width"
+"""int, pixels. Output video width."""
+
+REQUEST_NUM_FRAMES: Final = "wan.request.num_frames"
+"""int, frames. Output video length."""
+
+REQUEST_FPS: Final = "wan.request.fps"
+"""int, frames per second of the exported video."""
+
+REQUEST_NUM_STEPS: Final = "wan.request.num_inference_steps"
+"""int. Denoising steps asked for."""
+
+REQUEST_GUIDANCE: Final = "wan.request.guidance_scale"
+"""double. Classifier-free guidance scale (> 1 runs two transformer passes a step)."""
+
+REQUEST_SEED: Final = "wan.request.seed"
+"""int. Random seed, when given."""
+
+REQUEST_HAS_IMAGE: Final = "wan.request.has_image"
+"""boolean. Whether an input image conditions the video (TI2V image-to-video)."""
+
+REQUEST_PROMPT_LENGTH: Final = "wan.request.prompt.length"
+"""int, characters. Length of the prompt (recorded instead of its text by default)."""
+
+REQUEST_PROMPT_SHA256: Final = "wan.request.prompt.sha256"
+"""string. SHA-256 hex of the prompt, so equal prompts can be matched without the text."""
+
+REQUEST_PROMPT: Final = "wan.request.prompt"
+"""string. The prompt text: only when the user opts in (``--record-prompt``)."""
+
+OFFLOAD_MODE: Final = "wan.offload.mode"
+"""string. ``none``, ``model``, ``sequential`` or ``group`` (diffusers' offload mechanisms)."""
+
+OFFLOAD_MODES: Final = ("none", "model", "sequential", "group")
+"""The values OFFLOAD_MODE takes."""
+
+DTYPE_TRANSFORMER: Final = "wan.dtype.transformer"
+"""string. Transformer weights dtype, e.g. ``bfloat16``."""
+
+DTYPE_TEXT_ENCODER: Final = "wan.dtype.text_encoder"
+"""string. Text encoder weights dtype."""
+
+DTYPE_VAE: Final = "wan.dtype.vae"
+"""string. VAE weights dtype."""
+
+# --------------------------------------------------------------------------------------------
+# Span attributes: system context (root span)
+# --------------------------------------------------------------------------------------------
+
+DEVICE: Final = "wan.device"
+"""string. Torch device the pipeline ran on, e.g. ``cuda:0`` or ``cpu``."""
+
+GPU_NAME: Final = "wan.gpu.name"
+"""string. GPU product name, e.g. ``NVIDIA H100 80GB HBM3``. OTel peer: ``hw.model``."""
+
+GPU_UUID: Final = "wan.gpu.uuid"
+"""string. GPU UUID; equals the exporter's ``uuid`` label and the samples' ``uuid``: the key
+that joins spans to GPU metrics. OTel peer: ``hw.id``."""
+
+GPU_MEMORY_TOTAL: Final = "wan.gpu.memory.total_bytes"
+"""int, bytes. Device memory as torch sees it (``total_memory``)."""
+
+GPU_DRIVER_VERSION: Final = "wan.gpu.driver_version"
+"""string. NVIDIA driver version."""
+
+CUDA_VERSION: Final = "wan.cuda.version"
+"""string. CUDA runtime version torch was built with."""
+
+TORCH_VERSION: Final = "wan.torch.version"
+"""string. torch version."""
+
+DIFFUSERS_VERSION: Final = "wan.diffusers.version"
+"""string. diffusers version."""
+
+HOST_NAME: Final = "host.name"
+"""string. Standard OTel key: the host (node) name; joins to the exporter's ``hostname``."""
+
+WEIGHT_COMPONENTS: Final = ("text_encoder", "transformer", "transformer_2", "vae")
+"""Pipeline components whose static weight bytes are recorded."""
+
+
+def weight_bytes_key(component: str) -> str:
+    """Attribute key of one component's static weight bytes (root span), e.g.
+    ``wan.weights.transformer.bytes``: int, bytes, parameters plus buffers."""
+    if component not in WEIGHT_COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; expected one of {WEIGHT_COMPONENTS}")
+    return f"wan.weights.{component}.bytes"
+
+
+# --------------------------------------------------------------------------------------------
+# Span attributes: stages
+# --------------------------------------------------------------------------------------------
+
+COMPONENT_NAME: Final = "wan.component.name"
+"""string. Pipeline component a span is about (``transformer``, ``vae``, ``text_encoder``...)."""
+
+DENOISE_NUM_STEPS: Final = "wan.denoise.num_steps"
+"""int. Steps the loop ran (on the loop span)."""
+
+DENOISE_STEP: Final = "wan.denoise.step"
+"""int. Step index from 0 (on step spans and their children)."""
+
+DENOISE_TIMESTEP: Final = "wan.denoise.timestep"
+"""double. Scheduler timestep of the step."""
+
+DENOISE_EXPERT: Final = "wan.denoise.expert"
+"""string. Which transformer ran the step (``transformer`` or ``transformer_2``) where a model
+has two experts (Wan2.2 A14B); absent for TI2V-5B."""
+
+TRANSFORMER_BRANCH: Final = "wan.transformer.branch"
+"""string. ``cond`` or ``uncond``: the classifier-free guidance pass."""
+
+TRANSFER_DIRECTION: Final = "wan.offload.direction"
+"""string. ``to_device`` (onload) or ``to_host`` (offload)."""
+
+TRANSFER_BYTES: Final = "wan.offload.bytes"
+"""int, bytes. Weight bytes moved by one transfer."""
+
+OUTPUT_FORMAT: Final = "wan.output.format"
+"""string. Output container, e.g. ``mp4``."""
+
+OUTPUT_BYTES: Final = "wan.output.bytes"
+"""int, bytes. Size of the written output file."""
+
+TIMING_SOURCE: Final = "wan.timing.source"
+"""string. ``cuda_event`` when the span's window comes from CUDA events (GPU time), ``host``
+when from the host clock."""
+
+ERROR_TYPE: Final = "error.type"
+"""string. Standard OTel key: the exception class of a failed span (status ERROR)."""
+
+# --------------------------------------------------------------------------------------------
+# Span attributes: torch allocator figures (every span, when the device is a GPU)
+# --------------------------------------------------------------------------------------------
+
+MEMORY_ALLOCATED_START: Final = "wan.memory.allocated.start_bytes"
+"""int, bytes. ``torch.cuda.memory_allocated()`` when the span starts."""
+
+MEMORY_ALLOCATED_END: Final = "wan.memory.allocated.end_bytes"
+"""int, bytes. ``torch.cuda.memory_allocated()`` when the span ends."""
+
+MEMORY_ALLOCATED_PEAK: Final = "wan.memory.allocated.peak_bytes"
+"""int, bytes. Peak ``memory_allocated`` within the span's window."""
+
+MEMORY_RESERVED_END: Final = "wan.memory.reserved.end_bytes"
+"""int, bytes. ``torch.cuda.memory_reserved()`` (caching allocator) when the span ends."""
+
+MEMORY_RESERVED_PEAK: Final = "wan.memory.reserved.peak_bytes"
+"""int, bytes. Peak ``memory_reserved`` within the span's window."""
+
+# --------------------------------------------------------------------------------------------
+# OTel metric instruments (pipeline). Prometheus names as the OTel Prometheus exporter and the
+# Collector write them: dots to underscores, unit suffix, ``_total`` on counters.
+# --------------------------------------------------------------------------------------------
+
+METRIC_GENERATION_DURATION: Final = "wan.generation.duration"
+"""Histogram, seconds. Whole-generation latency. Prometheus:
+``wan_generation_duration_seconds``."""
+
+METRIC_STAGE_DURATION: Final = "wan.stage.duration"
+"""Histogram, seconds, label ``stage``. Stage latency. Prometheus:
+``wan_stage_duration_seconds``."""
+
+METRIC_STEP_DURATION: Final = "wan.denoise.step.duration"
+"""Histogram, seconds. Denoising step latency (GPU time). Prometheus:
+``wan_denoise_step_duration_seconds``."""
+
+METRIC_GENERATIONS: Final = "wan.generations"
+"""Counter, generations finished (label ``status``: ok or error). Prometheus:
+``wan_generations_total``."""
+
+METRIC_FRAMES: Final = "wan.frames.generated"
+"""Counter, frames generated. Prometheus: ``wan_frames_generated_total``."""
+
+METRIC_FAILURES: Final = "wan.generation.failures"
+"""Counter, failed generations (label ``error_type``). Prometheus:
+``wan_generation_failures_total``."""
+
+METRIC_SPANS_DROPPED: Final = "wan.telemetry.spans_dropped"
+"""Counter, spans the exporters could not deliver. Prometheus:
+``wan_telemetry_spans_dropped_total``."""
+
+DURATION_BUCKETS_S: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0,
+    60.0, 90.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+    5400.0, 7200.0,
+)
+"""Histogram bucket bounds (seconds) for stage, step and generation durations: from a tiny
+CPU step to a two-hour video job (a single-GPU TI2V-5B generation runs 500+ s)."""
+
+LABEL_MODEL: Final = "model"
+"""Metric label: model name (bounded)."""
+
+LABEL_RESOLUTION: Final = "resolution"
+"""Metric label: ``WIDTHxHEIGHT``."""
+
+LABEL_FRAMES: Final = "num_frames"
+"""Metric label: frames per video."""
+
+LABEL_OFFLOAD: Final = "offload"
+"""Metric label: offload mode."""
+
+LABEL_STAGE: Final = "stage"
+"""Metric label: stage span name without the ``wan.`` prefix."""
+
+LABEL_STATUS: Final = "status"
+"""Metric label: ``ok`` or ``error``."""
+
+LABEL_ERROR_TYPE: Final = "error_type"
+"""Metric label: exception class name of a failure."""
+
+# --------------------------------------------------------------------------------------------
+# Prometheus metrics of the GPU exporter (sidecar). Labels GPU_LABELS on every GPU series.
+# --------------------------------------------------------------------------------------------
+
+LABEL_GPU: Final = "gpu"
+"""Exporter label: NVML device index."""
+
+LABEL_UUID: Final = "uuid"
+"""Exporter label: GPU UUID (equals the span attribute ``wan.gpu.uuid``)."""
+
+LABEL_MODEL_NAME: Final = "model_name"
+"""Exporter label: GPU product name."""
+
+LABEL_HOSTNAME: Final = "hostname"
+"""Exporter label: node host name (equals the span attribute ``host.name``)."""
+
+LABEL_SOURCE: Final = "source"
+"""Exporter label on activity counters: ``gpm`` (SMs busy, Hopper+) or ``nvml_util`` (any
+kernel running, older GPUs)."""
+
+GPU_LABELS: Final = (LABEL_GPU, LABEL_UUID, LABEL_MODEL_NAME, LABEL_HOSTNAME)
+"""Labels on every per-GPU series (plus ``pod`` and ``namespace`` from the downward API)."""
+
+GPU_SM_ACTIVE: Final = "wan_gpu_sm_active_seconds_total"
+"""Counter, seconds. Integral of SM activity (0..1) over time; ``rate()`` is the mean SM-active
+ratio over any window. Source GPM SM utilization, or NVML utilization where GPM is absent.
+OTel peer: ``hw.gpu.utilization``."""
+
+GPU_SM_OCCUPANCY: Final = "wan_gpu_sm_occupancy_seconds_total"
+"""Counter, seconds. Integral of SM occupancy (warps resident / max). GPM only."""
+
+GPU_TENSOR_ACTIVE: Final = "wan_gpu_tensor_active_seconds_total"
+"""Counter, seconds. Integral of tensor-pipe activity. GPM only."""
+
+GPU_DRAM_ACTIVE: Final = "wan_gpu_dram_active_seconds_total"
+"""Counter, seconds. Integral of DRAM bandwidth utilization. GPM only."""
+
+GPU_MEMORY_USED: Final = "wan_gpu_memory_used_bytes"
+"""Gauge, bytes. Device memory used. OTel peer: ``hw.gpu.memory.usage``."""
+
+GPU_MEMORY_RESERVED: Final = "wan_gpu_memory_reserved_bytes"
+"""Gauge, bytes. Device memory reserved by the driver."""
+
+GPU_MEMORY_TOTAL: Final = "wan_gpu_memory_total_bytes"
+"""Gauge, bytes. Device memory total. OTel peer: ``hw.gpu.memory.limit``."""
+
+GPU_PROCESS_MEMORY: Final = "wan_gpu_process_memory_used_bytes"
+"""Gauge, bytes, labels ``pid`` (and ``container``, ``pod`` where found). Per-process memory."""
+
+GPU_POWER: Final = "wan_gpu_power_watts"
+"""Gauge, watts. Power draw. OTel peer: ``hw.power``."""
+
+GPU_ENERGY: Final = "wan_gpu_energy_joules_total"
+"""Counter, joules. Energy since driver load. OTel peer: ``hw.energy``."""
+
+GPU_TEMPERATURE: Final = "wan_gpu_temperature_celsius"
+"""Gauge, degrees Celsius. GPU temperature."""
+
+GPU_SM_CLOCK: Final = "wan_gpu_sm_clock_hertz"
+"""Gauge, hertz. SM clock."""
+
+GPU_MEMORY_CLOCK: Final = "wan_gpu_memory_clock_hertz"
+"""Gauge, hertz. Memory clock."""
+
+GPU_PCIE_RX: Final = "wan_gpu_pcie_received_bytes_total"
+"""Counter, bytes. PCIe bytes received by the GPU (host to device: offload onloads).
+OTel peer: ``hw.gpu.io``."""
+
+GPU_PCIE_TX: Final = "wan_gpu_pcie_transmitted_bytes_total"
+"""Counter, bytes. PCIe bytes sent by the GPU."""
+
+GPU_CLOCK_EVENT: Final = "wan_gpu_clock_event_active"
+"""Gauge, 0 or 1, label ``reason``. Clock event (throttle) reasons active."""
+
+GPU_XID_ERRORS: Final = "wan_gpu_xid_errors_total"
+"""Counter. XID errors seen by the exporter."""
+
+GPU_ECC_ERRORS: Final = "wan_gpu_ecc_errors_total"
+"""Counter, label ``type`` (corrected or uncorrected). ECC errors, volatile."""
+
+GPU_INFO: Final = "wan_gpu_info"
+"""Gauge 1, labels ``driver_version``, ``cuda_version``. Metadata."""
+
+EXPORTER_UP: Final = "wan_exporter_up"
+"""Gauge 0 or 1. Whether NVML is initialised and sampling."""
+
+EXPORTER_NVML_ERRORS: Final = "wan_exporter_nvml_errors_total"
+"""Counter, label ``call``. NVML calls that failed."""
+
+EXPORTER_SAMPLE_DURATION: Final = "wan_exporter_sample_duration_seconds"
+"""Gauge, seconds. How long the last sample of all GPUs took."""
+
+EXPORTER_SAMPLE_AGE: Final = "wan_exporter_sample_age_seconds"
+"""Gauge, seconds. Age of the snapshot served at scrape time."""
+
+# --------------------------------------------------------------------------------------------
+# GPU sample records in the local run store (one JSON object a line in ``gpu_samples.jsonl``).
+# Counters are cumulative from the sampler's start, like the Prometheus counters above.
+# --------------------------------------------------------------------------------------------
+
+SAMPLE_TIME: Final = "t_ns"
+"""int, nanoseconds since the Unix epoch: when the sample was read."""
+
+SAMPLE_GPU: Final = "gpu"
+"""int. NVML device index."""
+
+SAMPLE_UUID: Final = "uuid"
+"""string. GPU UUID (joins to ``wan.gpu.uuid``)."""
+
+SAMPLE_SOURCE: Final = "source"
+"""string. ``gpm`` or ``nvml_util`` (see LABEL_SOURCE)."""
+
+SAMPLE_SM_ACTIVE: Final = "sm_active_s"
+"""double, seconds, cumulative: the store's twin of ``wan_gpu_sm_active_seconds_total``."""
+
+SAMPLE_MEMORY_USED: Final = "memory_used_bytes"
+"""int, bytes. Device memory used at sample time."""
+
+SAMPLE_POWER: Final = "power_w"
+"""double, watts. Power draw at sample time."""
+
+SAMPLE_ENERGY: Final = "energy_j"
+"""double, joules, cumulative energy."""
