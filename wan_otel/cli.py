@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = cast(CommandModule, importlib.import_module(module_name))
     except ImportError as exc:
+        if (exc.name or "").startswith("wan_otel"):
+            raise
         extra = {"run": "pipeline", "exporter": "exporter"}.get(name, "")
         print(
             f"wan-otel: `{name}` needs more packages ({exc.name} is missing): "

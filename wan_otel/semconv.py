@@ -393,6 +393,45 @@ EXPORTER_SAMPLE_DURATION: Final = "wan_exporter_sample_duration_seconds"
 EXPORTER_SAMPLE_AGE: Final = "wan_exporter_sample_age_seconds"
 """Gauge, seconds. Age of the snapshot served at scrape time."""
 
+LABEL_POD: Final = "pod"
+"""Exporter label: Kubernetes pod name. On GPU series, the exporter's own pod (downward-API
+env ``POD_NAME``); on per-process series, the process's pod where found."""
+
+LABEL_NAMESPACE: Final = "namespace"
+"""Exporter label: Kubernetes namespace (downward-API env ``POD_NAMESPACE``), like LABEL_POD."""
+
+LABEL_PID: Final = "pid"
+"""Exporter label on GPU_PROCESS_MEMORY: process id as NVML reports it (host PID namespace)."""
+
+LABEL_CONTAINER: Final = "container"
+"""Exporter label on GPU_PROCESS_MEMORY: container id from ``/proc/<pid>/cgroup``, or empty."""
+
+LABEL_REASON: Final = "reason"
+"""Exporter label on GPU_CLOCK_EVENT: clock event reason, e.g. ``sw_power_cap``."""
+
+LABEL_ECC_TYPE: Final = "type"
+"""Exporter label on GPU_ECC_ERRORS: ``corrected`` or ``uncorrected``."""
+
+LABEL_CALL: Final = "call"
+"""Exporter label on EXPORTER_NVML_ERRORS: the NVML function that failed, e.g.
+``nvmlDeviceGetPowerUsage``."""
+
+LABEL_DRIVER_VERSION: Final = "driver_version"
+"""Exporter label on GPU_INFO: NVIDIA driver version."""
+
+LABEL_CUDA_VERSION: Final = "cuda_version"
+"""Exporter label on GPU_INFO: CUDA version the driver supports, e.g. ``13.0``."""
+
+SOURCE_GPM: Final = "gpm"
+"""Value of LABEL_SOURCE and SAMPLE_SOURCE: NVML GPU performance monitoring (Hopper+)."""
+
+SOURCE_NVML_UTIL: Final = "nvml_util"
+"""Value of LABEL_SOURCE and SAMPLE_SOURCE: ``nvmlDeviceGetUtilizationRates().gpu``, a duty
+cycle (any kernel running), where GPM is unsupported."""
+
+EXPORTER_DEFAULT_PORT: Final = 9435
+"""TCP port ``wan-otel exporter`` listens on by default (dcgm-exporter uses 9400)."""
+
 # --------------------------------------------------------------------------------------------
 # GPU sample records in the local run store (one JSON object a line in ``gpu_samples.jsonl``).
 # Counters are cumulative from the sampler's start, like the Prometheus counters above.

@@ -1,0 +1,131 @@
+"""The Report value: everything ``wan-otel report`` shows, computed once, rendered many ways.
+
+Units: seconds, GiB (2^30 bytes; the ``_gb`` keys of the JSON schema), percent (0..100) for
+shares and SM activity, SM-seconds for load. ``None`` means "not measured" and renders as n/a.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    device: str | None
+    gpu_name: str | None
+    gpu_uuid: str | None
+    vram_gb: float | None
+    driver_version: str | None
+    cuda_version: str | None
+    torch_version: str | None
+    diffusers_version: str | None
+    host_name: str | None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str | None
+    task: str | None
+    source: str | None
+    architecture: str | None
+    width: int | None
+    height: int | None
+    num_frames: int | None
+    fps: int | None
+    num_steps: int | None
+    guidance_scale: float | None
+    seed: int | None
+    offload: str | None
+    dtypes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Summary:
+    status: str
+    """``ok``, ``error`` (the run failed) or ``incomplete`` (no root span: it never ended)."""
+    error: str | None
+    started_ns: int
+    total_s: float
+    steps_done: int
+    step_s_mean: float | None
+    step_s_first: float | None
+    step_s_stable: float | None
+    """Mean step time after the first (warm-up) step."""
+    steps_per_s: float | None
+    throughput_window_s: float | None
+    """Text encoding + denoising + VAE decode: the time throughput is measured over."""
+    frames_per_s: float | None
+    mpx_per_s: float | None
+    peak_memory_gb: float | None
+    vram_gb: float | None
+    peak_memory_pct: float | None
+    avg_sm_pct: float | None
+    load_sm_s: float | None
+    sm_source: str | None
+    sm_note: str | None
+    """Why SM figures are missing, or how exact they are."""
+
+
+@dataclass(frozen=True)
+class StageLine:
+    key: str
+    label: str
+    duration_s: float | None
+    """None when the run has no span for the stage."""
+    share_pct: float | None
+    sm_pct: float | None
+    transfer_s: float
+    """Time spent in weight transfers inside the stage (not compute)."""
+
+
+@dataclass(frozen=True)
+class MemoryFigures:
+    offload: str | None
+    weights_gb: dict[str, float]
+    dit_activation_peak_gb: float | None
+    dit_activation_step: int | None
+    text_encoder_peak_gb: float | None
+    text_encoder_start_gb: float | None
+    vae_peak_gb: float | None
+    vae_start_gb: float | None
+    run_peak_gb: float | None
+    reserved_peak_gb: float | None
+    untraced_changes: list[str] = field(default_factory=list)
+    """Memory that changed between stage spans, outside any span."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rule: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    name: str
+    depth: int
+    duration_s: float
+    sm_pct: float | None
+    sm_tolerance_pct: float | None
+    load: float | None
+    """SM-seconds: duration_s x sm_pct / 100."""
+    mem_start_gb: float | None
+    mem_end_gb: float | None
+    peak_mem_gb: float | None
+    mem_delta_gb: float | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class Report:
+    run_id: str
+    title: str
+    system: SystemInfo
+    config: RunConfig
+    summary: Summary
+    stages: list[StageLine]
+    memory: MemoryFigures
+    recommendations: list[Recommendation]
+    trace: list[TraceRow]
+    notes: list[str]
+    """What is missing or approximate: unreadable lines, absent samples, partial data."""

@@ -1,0 +1,202 @@
+"""Render a Report as the terminal text analysis (UTF-8 by default, ``ascii=True`` for plain).
+
+Layout follows the reference analysis: system context, executive summary, detailed pipeline
+latency, memory telemetry, recommendations, execution trace table, notes.
+"""
+
+from __future__ import annotations
+
+from wan_otel.report.build import iso_time
+from wan_otel.report.model import Report, TraceRow
+
+WIDTH = 80
+NA = "n/a"
+_ASCII = {"±": "+/-", "Δ": "delta", "−": "-", "›": "-", "×": "x"}
+
+
+def num(value: float | None, spec: str = ".2f", na: str = NA) -> str:
+    return na if value is None else format(value, spec)
+
+
+class _Glyphs:
+    def __init__(self, ascii_only: bool) -> None:
+        plain = ascii_only
+        self.ok = "" if plain else "✅ "
+        self.fail = "" if plain else "❌ "
+        self.speed = "" if plain else "⚡ "
+        self.video = "" if plain else "📹 "
+        self.memory = "" if plain else "💾 "
+        self.sm = "" if plain else "🔥 "
+        self.tip = "-" if plain else "›"
+        self.delta = "Mem delta" if plain else "Mem Δ"
+        self.minus = "-" if plain else "−"
+
+
+def _header(r: Report, g: _Glyphs) -> list[str]:
+    s, c, sysinfo = r.summary, r.config, r.system
+    device = sysinfo.gpu_name or sysinfo.device or NA
+    if sysinfo.vram_gb is not None:
+        device += f" ({sysinfo.vram_gb:.2f} GiB)"
+    software = " | ".join(
+        f"{label} {value}"
+        for label, value in (("CUDA", sysinfo.cuda_version), ("PyTorch", sysinfo.torch_version),
+                             ("diffusers", sysinfo.diffusers_version),
+                             ("driver", sysinfo.driver_version))
+        if value
+    ) or NA
+    size = f"{c.width}x{c.height}" if c.width and c.height else NA
+    task = " | ".join(
+        [c.task or NA, size, f"{c.num_frames if c.num_frames is not None else NA} frames",
+         f"{c.num_steps if c.num_steps is not None else NA} steps"]
+        + ([f"guidance {c.guidance_scale:g}"] if c.guidance_scale is not None else [])
+    )
+    dtypes = ", ".join(f"{k} {v}" for k, v in c.dtypes.items()) or NA
+    return [
+        "=" * WIDTH,
+        r.title,
+        f"Run {r.run_id} | started {iso_time(s.started_ns)} | status {s.status}",
+        "=" * WIDTH,
+        "",
+        "[System Context]",
+        f"Device:       {device}" + (f" | {sysinfo.gpu_uuid}" if sysinfo.gpu_uuid else ""),
+        f"Software:     {software}",
+        f"Task Config:  {task}",
+        f"Optimization: Offload={c.offload or NA} | Precision={dtypes}",
+        "",
+    ]
+
+
+def _summary(r: Report, g: _Glyphs) -> list[str]:
+    s = r.summary
+    lines = ["[Executive Summary]", "-" * WIDTH]
+    mark = g.ok if s.status == "ok" else g.fail
+    lines.append(f"{mark}Total Latency:       {s.total_s:.2f} s (root span)")
+    if s.error:
+        lines.append(f"   Failed:            {s.error}")
+    lines.append(
+        f"{g.speed}Generation Speed:    {num(s.step_s_mean)} s/step "
+        f"({num(s.steps_per_s)} steps/s, {s.steps_done} steps)"
+    )
+    window = (f" over text encoding + denoising + VAE decode ({s.throughput_window_s:.2f} s)"
+              if s.throughput_window_s else "")
+    lines.append(
+        f"{g.video}Video Throughput:    {num(s.frames_per_s)} frames/s ({num(s.mpx_per_s)} MPx/s)"
+        + window
+    )
+    peak = f"{num(s.peak_memory_gb)} GiB"
+    if s.peak_memory_pct is not None:
+        peak += f" ({s.peak_memory_pct:.1f}% of VRAM)"
+    lines.append(f"{g.memory}Peak Memory:         {peak}")
+    if s.avg_sm_pct is not None:
+        lines.append(
+            f"{g.sm}{'Avg ' + _activity(s.sm_source) + ':':<21}"
+            f"{s.avg_sm_pct:.1f}% over the run (load {num(s.load_sm_s)} SM-s)"
+        )
+    else:
+        lines.append(f"{g.sm}{'Avg SM Activity:':<21}n/a ({s.sm_note})")
+    return [*lines, ""]
+
+
+def _activity(source: str | None) -> str:
+    return "GPU Busy" if source == "nvml_util" else "SM Activity"
+
+
+def _latency(r: Report, g: _Glyphs) -> list[str]:
+    lines = ["[Detailed Pipeline Latency]", "-" * WIDTH]
+    for index, st in enumerate(r.stages, start=1):
+        label = f"{index}. {st.label}"
+        if st.duration_s is None:
+            lines.append(f"{label:<26}:       no span")
+            continue
+        sm = f" SM {st.sm_pct:5.1f}%" if st.sm_pct is not None else ""
+        lines.append(f"{label:<26}: {st.duration_s:8.2f} s ({num(st.share_pct, '5.1f')}%){sm}")
+        if st.key == "denoising":
+            s = r.summary
+            lines.append(f"   - First Step           : {num(s.step_s_first, '8.2f')} s")
+            lines.append(f"   - Mean Step after first: {num(s.step_s_stable, '8.2f')} s")
+        if st.transfer_s > 0:
+            lines.append(f"   - Weight transfers     : {st.transfer_s:8.2f} s")
+    total = sum(st.share_pct or 0.0 for st in r.stages)
+    lines.append(f"{'   Total':<26}: {r.summary.total_s:8.2f} s ({total:5.1f}%)")
+    return [*lines, ""]
+
+
+def _memory(r: Report, g: _Glyphs) -> list[str]:
+    m = r.memory
+    lines = ["[Memory Telemetry]", "-" * WIDTH, f"Allocation Strategy: offload={m.offload or NA}"]
+    names = {"transformer": "DiT", "transformer_2": "DiT (expert 2)", "text_encoder": "Text encoder",
+             "vae": "VAE"}
+    for comp, gib in m.weights_gb.items():
+        lines.append(f"- {names.get(comp, comp) + ' weights (static)':<26}: {gib:6.2f} GiB")
+    if m.dit_activation_peak_gb is not None:
+        lines.append(
+            f"- {'DiT activation peak':<26}: {m.dit_activation_peak_gb:6.2f} GiB "
+            f"(step {m.dit_activation_step} peak minus memory at its start)"
+        )
+    for label, peak, start in (("Text encoder peak", m.text_encoder_peak_gb, m.text_encoder_start_gb),
+                               ("VAE decode peak", m.vae_peak_gb, m.vae_start_gb)):
+        if peak is not None:
+            growth = f" ({peak - start:+.2f} GiB over {start:.2f} GiB at start)" if start is not None else ""
+            lines.append(f"- {label:<26}: {peak:6.2f} GiB{growth}")
+    lines.append(f"- {'Run peak (allocated)':<26}: {num(m.run_peak_gb, '6.2f')} GiB")
+    if m.reserved_peak_gb is not None:
+        lines.append(f"- {'Run peak (reserved)':<26}: {m.reserved_peak_gb:6.2f} GiB")
+    for change in m.untraced_changes:
+        lines.append(f"- Untraced: {change}")
+    if len(lines) == 3 and m.run_peak_gb is None:
+        lines.append("- no allocator figures in the spans (a CPU run records none)")
+    return [*lines, ""]
+
+
+def _recommendations(r: Report, g: _Glyphs) -> list[str]:
+    lines = ["[Recommendations]", "-" * WIDTH]
+    if not r.recommendations:
+        lines.append("None: no rule found anything the measured figures support.")
+    lines += [f"{g.tip} {rec.text}" for rec in r.recommendations]
+    return [*lines, ""]
+
+
+def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
+    return f"{num(value, spec):>{width}}"
+
+
+def _trace(r: Report, g: _Glyphs) -> list[str]:
+    header = (f"{'Stage Name':<26}| {'Time (s)':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
+              f"{'Mem End':>9} | {'Peak Mem':>9} | {g.delta:>9} | Comment")
+    rule = "-" * max(len(header) + 20, WIDTH)
+    lines = ["[Execution Trace Analysis]", rule, header, rule]
+
+    def row(t: TraceRow) -> str:
+        name = ("  " * t.depth + t.name)[:26]
+        delta = num(t.mem_delta_gb, "+.2f").replace("-", g.minus)
+        return (f"{name:<26}| {t.duration_s:9.2f} | {_cell(t.sm_pct, 5, '.1f')} | "
+                f"{_cell(t.load, 7)} | {_cell(t.mem_start_gb, 9)} | {_cell(t.mem_end_gb, 9)} | "
+                f"{_cell(t.peak_mem_gb, 9)} | {delta:>9} | {t.comment}").rstrip()
+
+    lines += [row(t) for t in r.trace]
+    lines.append(rule)
+    tolerances = [t.sm_tolerance_pct for t in r.trace if t.sm_tolerance_pct is not None]
+    legend = "Legend: SM % = mean SM activity over the row's window | Load = Time x SM % / 100 (SM-s)"
+    lines.append(legend + " | Mem in GiB (torch allocator)")
+    if r.summary.avg_sm_pct is not None and tolerances:
+        lines.append(f"SM %: {r.summary.sm_note}.")
+        lines.append(f"Interpolation inside sample intervals at window edges allows at most "
+                     f"±{max(tolerances):.1f} pp on any row.")
+    elif r.summary.avg_sm_pct is None:
+        lines.append(f"SM % and Load are n/a: {r.summary.sm_note}.")
+    return lines
+
+
+def render_text(report: Report, ascii_only: bool = False) -> str:
+    g = _Glyphs(ascii_only)
+    lines = (_header(report, g) + _summary(report, g) + _latency(report, g) + _memory(report, g)
+             + _recommendations(report, g) + _trace(report, g))
+    if report.notes:
+        lines += ["", "[Notes]"] + [f"- {note}" for note in report.notes]
+    lines.append("=" * WIDTH)
+    text = "\n".join(lines) + "\n"
+    if ascii_only:
+        for glyph, plain in _ASCII.items():
+            text = text.replace(glyph, plain)
+        text = text.encode("ascii", "replace").decode("ascii")
+    return text
