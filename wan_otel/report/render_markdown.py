@@ -7,6 +7,10 @@ from wan_otel.report.model import Report
 from wan_otel.report.render_text import num
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
 def render_markdown(r: Report) -> str:
     s, c, sy, m = r.summary, r.config, r.system, r.memory
     out = [f"# {r.title}", "", f"Run `{r.run_id}`, started {iso_time(s.started_ns)}, status **{s.status}**", ""]
@@ -30,7 +34,7 @@ def render_markdown(r: Report) -> str:
         out += [f"SM figures n/a: {s.sm_note}", ""]
     out += ["## Pipeline latency", "", "| stage | seconds | share | SM % | transfers (s) |",
             "|---|---:|---:|---:|---:|"]
-    out += [f"| {st.label} | {num(st.duration_s)} | {num(st.share_pct, '.1f')}% | "
+    out += [f"| {st.label} | {num(st.duration_s)} | {_pct(st.share_pct)} | "
             f"{num(st.sm_pct, '.1f')} | {st.transfer_s:.2f} |" for st in r.stages]
     out += ["", f"First step {num(s.step_s_first)} s; mean step after the first {num(s.step_s_stable)} s.",
             "", "## Memory", "", "| figure | GiB |", "|---|---:|"]

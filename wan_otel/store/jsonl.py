@@ -18,6 +18,14 @@ def read_json_lines(path: Path, warnings: list[str]) -> Iterator[tuple[int, Any]
     lines = data.split(b"\n")
     torn_tail = not data.endswith(b"\n")
     last = len(lines) - 1
+    numbered = [(i + 1, raw) for i, raw in enumerate(lines) if raw.strip()]
+    try:  # fast path: one parse of the whole file as a JSON array
+        parsed = json.loads(b"[" + b",".join(raw for _, raw in numbered) + b"]")
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if parsed is not None and len(parsed) == len(numbered):
+        yield from zip((n for n, _ in numbered), parsed)
+        return
     for index, raw in enumerate(lines):
         if not raw.strip():
             continue

@@ -36,19 +36,19 @@ class GpuSample:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> GpuSample:
-        def opt(key: str, kind: type) -> Any:
-            value = obj.get(key)
-            return None if value is None else kind(value)
-
+        sm = obj.get(semconv.SAMPLE_SM_ACTIVE)
+        memory = obj.get(semconv.SAMPLE_MEMORY_USED)
+        power = obj.get(semconv.SAMPLE_POWER)
+        energy = obj.get(semconv.SAMPLE_ENERGY)
         return cls(
             t_ns=int(obj[semconv.SAMPLE_TIME]),
             gpu=int(obj[semconv.SAMPLE_GPU]),
             uuid=str(obj[semconv.SAMPLE_UUID]),
             source=str(obj.get(semconv.SAMPLE_SOURCE, "unknown")),
-            sm_active_s=opt(semconv.SAMPLE_SM_ACTIVE, float),
-            memory_used_bytes=opt(semconv.SAMPLE_MEMORY_USED, int),
-            power_w=opt(semconv.SAMPLE_POWER, float),
-            energy_j=opt(semconv.SAMPLE_ENERGY, float),
+            sm_active_s=None if sm is None else float(sm),
+            memory_used_bytes=None if memory is None else int(memory),
+            power_w=None if power is None else float(power),
+            energy_j=None if energy is None else float(energy),
         )
 
 

@@ -1,0 +1,58 @@
+"""Window means of cumulative activity counters."""
+
+from __future__ import annotations
+
+import pytest
+
+from wan_otel.report.integrate import CounterSeries
+
+S = 1_000_000_000
+
+
+def _series(fractions: list[float], interval_s: float = 0.5) -> CounterSeries:
+    """Samples every ``interval_s`` of a GPU busy ``fractions[i]`` in interval i."""
+    times, values, total = [0], [0.0], 0.0
+    for i, frac in enumerate(fractions, start=1):
+        total += frac * interval_s
+        times.append(int(i * interval_s * S))
+        values.append(total)
+    return CounterSeries(times, values)
+
+
+def test_window_on_sample_boundaries_is_exact() -> None:
+    series = _series([1.0, 0.0, 0.5, 0.5])
+    mean = series.mean(0, 2 * S)
+    assert mean.pct == pytest.approx(50.0)
+    assert mean.tolerance_pct == 0.0
+    assert series.mean(1 * S, 2 * S).pct == pytest.approx(50.0)
+    assert series.mean(0, S // 2).pct == pytest.approx(100.0)
+
+
+def test_window_inside_intervals_is_interpolated_with_its_tolerance() -> None:
+    series = _series([1.0, 0.0, 1.0, 0.0])
+    mean = series.mean(S // 4, 7 * S // 4)  # 0.25 s .. 1.75 s
+    # interpolation: 0.25 s busy of the first interval's half, 0 s, 0.5 s, 0.25 s of idle
+    assert mean.pct == pytest.approx(100 * (0.25 + 0.0 + 0.5 + 0.0) / 1.5)
+    assert mean.tolerance_pct == pytest.approx(100 * 0.5 / 1.5)
+
+
+def test_counter_reset_is_treated_as_restart_from_zero() -> None:
+    times = [0, S, 2 * S, 3 * S]
+    values = [100.0, 100.5, 0.25, 0.75]  # exporter restarted between 1 s and 2 s
+    series = CounterSeries(times, values)
+    assert series.mean(0, 3 * S).pct == pytest.approx(100 * (0.5 + 0.25 + 0.5) / 3)
+
+
+def test_window_shorter_than_the_sample_interval_has_no_mean() -> None:
+    mean = _series([1.0, 1.0]).mean(S // 10, S // 5)
+    assert mean.pct is None
+    assert mean.reason is not None and "sample interval 0.50 s" in mean.reason
+
+
+def test_window_mostly_outside_the_samples_has_no_mean() -> None:
+    mean = _series([1.0, 1.0]).mean(0, 10 * S)
+    assert mean.pct is None and mean.reason == "samples cover 10% of the window"
+
+
+def test_one_sample_is_not_enough() -> None:
+    assert CounterSeries([0], [0.0]).mean(0, S).pct is None
