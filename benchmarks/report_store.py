@@ -28,11 +28,23 @@ PLACEHOLDER = "@@RUN@@"
 
 
 def _span(sid: int, parent: int | None, name: str, start: int, end: int, **attrs: object) -> dict:
-    attrs = {sc.RUN_ID: PLACEHOLDER, sc.MEMORY_ALLOCATED_START: 1 << 30,
-             sc.MEMORY_ALLOCATED_END: 1 << 30, sc.MEMORY_ALLOCATED_PEAK: 3 << 30, **attrs}
-    out = {"traceId": "ab" * 16, "spanId": f"{sid:016x}", "name": name, "kind": 1,
-           "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
-           "attributes": encode_attributes(attrs), "status": {"code": 0}}
+    attrs = {
+        sc.RUN_ID: PLACEHOLDER,
+        sc.MEMORY_ALLOCATED_START: 1 << 30,
+        sc.MEMORY_ALLOCATED_END: 1 << 30,
+        sc.MEMORY_ALLOCATED_PEAK: 3 << 30,
+        **attrs,
+    }
+    out = {
+        "traceId": "ab" * 16,
+        "spanId": f"{sid:016x}",
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(end),
+        "attributes": encode_attributes(attrs),
+        "status": {"code": 0},
+    }
     if parent:
         out["parentSpanId"] = f"{parent:016x}"
     return out
@@ -41,8 +53,11 @@ def _span(sid: int, parent: int | None, name: str, start: int, end: int, **attrs
 def run_template(steps: int, step_s: float = 2.0) -> tuple[str, str]:
     """(spans.jsonl, gpu_samples.jsonl) text of one run, run id as a placeholder."""
     spans, sid, t = [], 2, T0
-    for name, dur in ((sc.SPAN_INITIALIZE, 5.0), (sc.SPAN_PREPROCESS, 0.01),
-                      (sc.SPAN_TEXT_ENCODE, 1.0)):
+    for name, dur in (
+        (sc.SPAN_INITIALIZE, 5.0),
+        (sc.SPAN_PREPROCESS, 0.01),
+        (sc.SPAN_TEXT_ENCODE, 1.0),
+    ):
         spans.append(_span(sid, 1, name, t, t + int(dur * S)))
         sid, t = sid + 1, t + int(dur * S)
     loop_id, loop_start = sid, t
@@ -50,29 +65,82 @@ def run_template(steps: int, step_s: float = 2.0) -> tuple[str, str]:
     for i in range(steps):
         step_id = sid
         end = t + int(step_s * S)
-        spans.append(_span(step_id, loop_id, sc.SPAN_DENOISE_STEP, t, end,
-                           **{sc.DENOISE_STEP: i, sc.DENOISE_TIMESTEP: 999.0 - i}))
+        spans.append(
+            _span(
+                step_id,
+                loop_id,
+                sc.SPAN_DENOISE_STEP,
+                t,
+                end,
+                **{sc.DENOISE_STEP: i, sc.DENOISE_TIMESTEP: 999.0 - i},
+            )
+        )
         half = (end - t) // 2
         for k, branch in enumerate(("cond", "uncond")):
-            spans.append(_span(sid + 1 + k, step_id, sc.SPAN_TRANSFORMER_FORWARD, t + k * half,
-                               t + (k + 1) * half, **{sc.TRANSFORMER_BRANCH: branch}))
+            spans.append(
+                _span(
+                    sid + 1 + k,
+                    step_id,
+                    sc.SPAN_TRANSFORMER_FORWARD,
+                    t + k * half,
+                    t + (k + 1) * half,
+                    **{sc.TRANSFORMER_BRANCH: branch},
+                )
+            )
         sid, t = sid + 3, end
     spans.append(_span(loop_id, 1, sc.SPAN_DENOISE, loop_start, t))
     for name, dur in ((sc.SPAN_VAE_DECODE, 10.0), (sc.SPAN_EXPORT, 0.5)):
         spans.append(_span(sid, 1, name, t, t + int(dur * S)))
         sid, t = sid + 1, t + int(dur * S)
-    spans.append(_span(1, None, sc.SPAN_GENERATE, T0, t, **{
-        sc.GPU_UUID: UUID, sc.MODEL_NAME: "Wan2.2-TI2V-5B", sc.REQUEST_WIDTH: 1280,
-        sc.REQUEST_HEIGHT: 704, sc.REQUEST_NUM_FRAMES: 121, sc.REQUEST_NUM_STEPS: steps,
-        sc.GPU_MEMORY_TOTAL: 80 << 30, sc.OFFLOAD_MODE: "none"}))
+    spans.append(
+        _span(
+            1,
+            None,
+            sc.SPAN_GENERATE,
+            T0,
+            t,
+            **{
+                sc.GPU_UUID: UUID,
+                sc.MODEL_NAME: "Wan2.2-TI2V-5B",
+                sc.REQUEST_WIDTH: 1280,
+                sc.REQUEST_HEIGHT: 704,
+                sc.REQUEST_NUM_FRAMES: 121,
+                sc.REQUEST_NUM_STEPS: steps,
+                sc.GPU_MEMORY_CAPACITY: 80 << 30,
+                sc.OFFLOAD_MODE: "none",
+            },
+        )
+    )
     # The SDK exports in batches of up to 512 spans: one line per batch.
-    lines = [json.dumps({"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [
-        {"scope": {"name": "wan_otel.pipeline"}, "spans": spans[i:i + 512]}]}]},
-        separators=(",", ":")) for i in range(0, len(spans), 512)]
+    lines = [
+        json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "resource": {"attributes": []},
+                        "scopeSpans": [
+                            {"scope": {"name": "wan_otel.pipeline"}, "spans": spans[i : i + 512]}
+                        ],
+                    }
+                ]
+            },
+            separators=(",", ":"),
+        )
+        for i in range(0, len(spans), 512)
+    ]
     samples, busy, now = [], 0.0, T0 - S
     while now <= t + S:
-        samples.append(json.dumps({"t_ns": now, "gpu": 0, "uuid": UUID, "source": "gpm",
-                                   "sm_active_s": round(busy, 6)}))
+        samples.append(
+            json.dumps(
+                {
+                    "t_ns": now,
+                    "gpu": 0,
+                    "uuid": UUID,
+                    "source": "gpm",
+                    "sm_active_s": round(busy, 6),
+                }
+            )
+        )
         busy += 0.09
         now += S // 10
     return "\n".join(lines) + "\n", "\n".join(samples) + "\n"
@@ -86,8 +154,16 @@ def write_run(store: Path, run_id: str, template: tuple[str, str]) -> None:
 
 
 def time_report(store: Path, run_id: str, repeat: int) -> tuple[float, float]:
-    cmd = [sys.executable, "-m", "wan_otel.cli", "report", "--run-id", run_id,
-           "--store", str(store)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wan_otel.cli",
+        "report",
+        "--run-id",
+        run_id,
+        "--store",
+        str(store),
+    ]
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -113,7 +189,8 @@ def main() -> None:
     med50, max50 = time_report(store, mid, args.repeat)
     med1k, max1k = time_report(store, "long-1000-steps", args.repeat)
     startup = statistics.median(
-        _time([sys.executable, "-c", "import wan_otel.cli"]) for _ in range(args.repeat))
+        _time([sys.executable, "-c", "import wan_otel.cli"]) for _ in range(args.repeat)
+    )
     print(f"store: {args.runs} runs of 50 steps + one of 1,000 steps, built in {built:.1f} s")
     print(f"{'case':<38} {'median s':>9} {'max s':>7}")
     print(f"{'report, 50-step run in the store':<38} {med50:9.3f} {max50:7.3f}")

@@ -6,8 +6,14 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_CORE = ("wan_otel.exporter", "wan_otel.pipeline", "torch", "diffusers", "pynvml",
-                     "transformers")
+FORBIDDEN_IN_CORE = (
+    "wan_otel.exporter",
+    "wan_otel.pipeline",
+    "torch",
+    "diffusers",
+    "pynvml",
+    "transformers",
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -27,8 +27,11 @@ def test_span_names_are_wan_component_operation() -> None:
 
 
 def test_prometheus_names_follow_the_rules() -> None:
-    names = [v for k, v in vars(semconv).items()
-             if isinstance(v, str) and v.startswith("wan_") and k.isupper()]
+    names = [
+        v
+        for k, v in vars(semconv).items()
+        if isinstance(v, str) and v.startswith("wan_") and k.isupper()
+    ]
     assert names
     for name in names:
         assert re.fullmatch(r"wan_[a-z0-9_]+", name), name

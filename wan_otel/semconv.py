@@ -146,7 +146,7 @@ GPU_UUID: Final = "wan.gpu.uuid"
 """string. GPU UUID; equals the exporter's ``uuid`` label and the samples' ``uuid``: the key
 that joins spans to GPU metrics. OTel peer: ``hw.id``."""
 
-GPU_MEMORY_TOTAL: Final = "wan.gpu.memory.total_bytes"
+GPU_MEMORY_CAPACITY: Final = "wan.gpu.memory.total_bytes"
 """int, bytes. Device memory as torch sees it (``total_memory``)."""
 
 GPU_DRIVER_VERSION: Final = "wan.gpu.driver_version"
@@ -204,6 +204,12 @@ TRANSFER_DIRECTION: Final = "wan.offload.direction"
 
 TRANSFER_BYTES: Final = "wan.offload.bytes"
 """int, bytes. Weight bytes moved by one transfer."""
+
+TRANSFER_MOVES: Final = "wan.offload.moves"
+"""int. Weight moves merged into this transfer span. Group and sequential offloading move
+weights block by block or layer by layer, hundreds of times a step; wan-otel merges the moves
+of one component and direction under one parent span into one transfer span that starts at the
+first move and lasts the sum of their durations. Absent on a single whole-component move."""
 
 OUTPUT_FORMAT: Final = "wan.output.format"
 """string. Output container, e.g. ``mp4``."""
@@ -270,9 +276,35 @@ METRIC_SPANS_DROPPED: Final = "wan.telemetry.spans_dropped"
 ``wan_telemetry_spans_dropped_total``."""
 
 DURATION_BUCKETS_S: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0,
-    60.0, 90.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
-    5400.0, 7200.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+    90.0,
+    120.0,
+    180.0,
+    300.0,
+    450.0,
+    600.0,
+    900.0,
+    1200.0,
+    1800.0,
+    2700.0,
+    3600.0,
+    5400.0,
+    7200.0,
 )
 """Histogram bucket bounds (seconds) for stage, step and generation durations: from a tiny
 CPU step to a two-hour video job (a single-GPU TI2V-5B generation runs 500+ s)."""

@@ -30,7 +30,9 @@ def render() -> str:
     current = None
     for index, node in enumerate(body):
         if isinstance(node, ast.FunctionDef) and ast.get_docstring(node):
-            out.append(f"| `{node.name}()` | function | {_one_line(ast.get_docstring(node) or '')} |")
+            out.append(
+                f"| `{node.name}()` | function | {_one_line(ast.get_docstring(node) or '')} |"
+            )
             continue
         if not isinstance(node, ast.AnnAssign | ast.Assign):
             continue

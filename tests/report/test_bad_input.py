@@ -58,8 +58,12 @@ def test_run_killed_before_its_root_span_ended(tmp_path: Path) -> None:
     payload = reference_spans_payload()
     spans = payload["resourceSpans"][0]["scopeSpans"][0]["spans"]
     # Keep initialization .. step 9: the process died in step 10.
-    cut = next(i for i, s in enumerate(spans) if s["name"] == sc.SPAN_DENOISE_STEP
-               and {"key": sc.DENOISE_STEP, "value": {"intValue": "10"}} in s["attributes"])
+    cut = next(
+        i
+        for i, s in enumerate(spans)
+        if s["name"] == sc.SPAN_DENOISE_STEP
+        and {"key": sc.DENOISE_STEP, "value": {"intValue": "10"}} in s["attributes"]
+    )
     kept = [s for s in spans[:cut] if s["name"] != sc.SPAN_DENOISE]
     payload["resourceSpans"][0]["scopeSpans"][0]["spans"] = kept
     folder = tmp_path / "killed"
@@ -85,8 +89,9 @@ def test_failed_run_shows_the_error(tmp_path: Path) -> None:
     for span in spans:
         if span["name"] in (sc.SPAN_VAE_DECODE, sc.SPAN_GENERATE):
             span["status"] = {"code": "STATUS_CODE_ERROR", "message": "CUDA out of memory"}
-            span["attributes"].append({"key": sc.ERROR_TYPE,
-                                       "value": {"stringValue": "OutOfMemoryError"}})
+            span["attributes"].append(
+                {"key": sc.ERROR_TYPE, "value": {"stringValue": "OutOfMemoryError"}}
+            )
     folder = tmp_path / "failed"
     folder.mkdir()
     (folder / SPANS_FILE).write_text(json.dumps(payload).replace('"reference-l40s"', '"failed"'))

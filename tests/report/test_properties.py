@@ -27,8 +27,9 @@ def runs(draw: st.DrawFn) -> RunData:
     ids = iter(range(2, 10_000))
 
     def span(name: str, start: int, end: int, parent: str, **attrs: object) -> SpanRecord:
-        record = SpanRecord("a" * 32, f"{next(ids):016x}", parent, name, start, end,
-                            {sc.RUN_ID: "r", **attrs})  # type: ignore[dict-item]
+        record = SpanRecord(
+            "a" * 32, f"{next(ids):016x}", parent, name, start, end, {sc.RUN_ID: "r", **attrs}
+        )  # type: ignore[dict-item]
         spans.append(record)
         return record
 
@@ -45,21 +46,47 @@ def runs(draw: st.DrawFn) -> RunData:
                 t += draw(st.integers(min_value=0, max_value=S // 10))
                 duration = draw(st.integers(min_value=S // 100, max_value=5 * S))
                 peak = draw(st.integers(min_value=0, max_value=1 << 34))
-                span(sc.SPAN_DENOISE_STEP, t, t + duration, loop.span_id,
-                     **{sc.DENOISE_STEP: i, sc.MEMORY_ALLOCATED_START: 0,
-                        sc.MEMORY_ALLOCATED_END: 0, sc.MEMORY_ALLOCATED_PEAK: peak})
+                span(
+                    sc.SPAN_DENOISE_STEP,
+                    t,
+                    t + duration,
+                    loop.span_id,
+                    **{
+                        sc.DENOISE_STEP: i,
+                        sc.MEMORY_ALLOCATED_START: 0,
+                        sc.MEMORY_ALLOCATED_END: 0,
+                        sc.MEMORY_ALLOCATED_PEAK: peak,
+                    },
+                )
                 t += duration
             spans.remove(loop)
-            spans.append(SpanRecord(loop.trace_id, loop.span_id, root_id, name, loop_id_start, t,
-                                    loop.attributes))
+            spans.append(
+                SpanRecord(
+                    loop.trace_id, loop.span_id, root_id, name, loop_id_start, t, loop.attributes
+                )
+            )
         else:
             duration = draw(st.integers(min_value=0, max_value=20 * S))
             span(name, t, t + duration, root_id)
             t += duration
     end = t + draw(gaps)
-    spans.append(SpanRecord("a" * 32, root_id, None, sc.SPAN_GENERATE, T0, end,
-                            {sc.RUN_ID: "r", sc.GPU_UUID: UUID, sc.REQUEST_NUM_FRAMES: 9,
-                             sc.REQUEST_WIDTH: 64, sc.REQUEST_HEIGHT: 32}))
+    spans.append(
+        SpanRecord(
+            "a" * 32,
+            root_id,
+            None,
+            sc.SPAN_GENERATE,
+            T0,
+            end,
+            {
+                sc.RUN_ID: "r",
+                sc.GPU_UUID: UUID,
+                sc.REQUEST_NUM_FRAMES: 9,
+                sc.REQUEST_WIDTH: 64,
+                sc.REQUEST_HEIGHT: 32,
+            },
+        )
+    )
     samples, busy, now = [], 0.0, T0 - S
     while now <= end + S:
         samples.append(GpuSample(now, 0, UUID, "gpm", sm_active_s=busy))
@@ -94,4 +121,7 @@ def test_breakdown_load_and_summary_agree(run: RunData) -> None:
     assert s.step_s_mean == pytest.approx(statistics.fmean(r.duration_s for r in steps))
     assert s.peak_memory_gb == pytest.approx(max(r.peak_mem_gb or 0 for r in steps))
     denoise = next(line for line in report.stages if line.key == "denoising")
-    assert denoise.duration_s is not None and denoise.duration_s >= sum(r.duration_s for r in steps) - 1e-9
+    assert (
+        denoise.duration_s is not None
+        and denoise.duration_s >= sum(r.duration_s for r in steps) - 1e-9
+    )

@@ -32,13 +32,26 @@ def _golden(name: str, actual: str) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "extra", "golden"),
-    [("text", (), "report.txt"), ("text", ("--ascii",), "report.ascii.txt"),
-     ("json", (), "report.json"), ("markdown", (), "report.md")],
+    [
+        ("text", (), "report.txt"),
+        ("text", ("--ascii",), "report.ascii.txt"),
+        ("json", (), "report.json"),
+        ("markdown", (), "report.md"),
+    ],
 )
-def test_cli_output_matches_golden(reference_store: Path, reference_run_id: str, fmt: str,
-                                   extra: tuple[str, ...], golden: str) -> None:
-    result = run_cli("report", "--run-id", reference_run_id, "--store", str(reference_store),
-                     "--format", fmt, *extra)
+def test_cli_output_matches_golden(
+    reference_store: Path, reference_run_id: str, fmt: str, extra: tuple[str, ...], golden: str
+) -> None:
+    result = run_cli(
+        "report",
+        "--run-id",
+        reference_run_id,
+        "--store",
+        str(reference_store),
+        "--format",
+        fmt,
+        *extra,
+    )
     assert result.code == 0, result.err
     assert result.err == ""
     _golden(golden, result.out)
@@ -107,13 +120,38 @@ def test_text_is_utf8_without_mojibake_and_ascii_mode_is_plain(report: Report) -
 
 def test_json_schema_keys(report: Report) -> None:
     body = json.loads(render_json(report))
-    assert {"run_id", "system", "config", "summary", "stages", "memory", "recommendations",
-            "trace"} <= set(body)
-    assert {"total_s", "step_s_mean", "steps_per_s", "frames_per_s", "mpx_per_s",
-            "peak_memory_gb", "vram_gb", "avg_sm_pct"} <= set(body["summary"])
+    assert {
+        "run_id",
+        "system",
+        "config",
+        "summary",
+        "stages",
+        "memory",
+        "recommendations",
+        "trace",
+    } <= set(body)
+    assert {
+        "total_s",
+        "step_s_mean",
+        "steps_per_s",
+        "frames_per_s",
+        "mpx_per_s",
+        "peak_memory_gb",
+        "vram_gb",
+        "avg_sm_pct",
+    } <= set(body["summary"])
     for row in body["trace"]:
-        assert {"name", "duration_s", "sm_pct", "load", "mem_start_gb", "mem_end_gb",
-                "peak_mem_gb", "mem_delta_gb", "comment"} <= set(row)
+        assert {
+            "name",
+            "duration_s",
+            "sm_pct",
+            "load",
+            "mem_start_gb",
+            "mem_end_gb",
+            "peak_mem_gb",
+            "mem_delta_gb",
+            "comment",
+        } <= set(row)
 
 
 def test_recommendations_are_quantified(report: Report) -> None:

@@ -47,15 +47,25 @@ def test_round_trip_through_json() -> None:
 
 
 def _span(trace_id: str, span_id: str, **extra: object) -> dict:
-    return {"traceId": trace_id, "spanId": span_id, "name": "s", "startTimeUnixNano": "1",
-            "endTimeUnixNano": 2, **extra}
+    return {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": "s",
+        "startTimeUnixNano": "1",
+        "endTimeUnixNano": 2,
+        **extra,
+    }
 
 
 def test_backend_shapes_base64_ids_and_enum_names() -> None:
     trace = bytes(range(16))
     span = bytes(range(8))
-    b64 = _span(base64.b64encode(trace).decode(), base64.b64encode(span).decode(),
-                kind="SPAN_KIND_SERVER", status={"code": "STATUS_CODE_ERROR"})
+    b64 = _span(
+        base64.b64encode(trace).decode(),
+        base64.b64encode(span).decode(),
+        kind="SPAN_KIND_SERVER",
+        status={"code": "STATUS_CODE_ERROR"},
+    )
     tempo_v1 = {"batches": [{"scopeSpans": [{"spans": [b64]}]}]}
     tempo_v2 = {"trace": {"resourceSpans": [{"scopeSpans": [{"spans": [b64]}]}]}}
     jaeger = {"result": {"resourceSpans": [{"scopeSpans": [{"spans": [b64]}]}]}}
@@ -66,16 +76,28 @@ def test_backend_shapes_base64_ids_and_enum_names() -> None:
 
 
 def test_all_zero_parent_is_no_parent() -> None:
-    (decoded,) = decode_payload({"resourceSpans": [{"scopeSpans": [{"spans": [
-        _span("ab" * 16, "cd" * 8, parentSpanId="0" * 16)]}]}]})
+    (decoded,) = decode_payload(
+        {
+            "resourceSpans": [
+                {"scopeSpans": [{"spans": [_span("ab" * 16, "cd" * 8, parentSpanId="0" * 16)]}]}
+            ]
+        }
+    )
     assert decoded.parent_span_id is None
 
 
-@pytest.mark.parametrize("payload", [
-    {"nothing": 1},
-    {"resourceSpans": [{"scopeSpans": [{"spans": [_span("zz", "cd" * 8)]}]}]},
-    {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "ab" * 16, "spanId": "cd" * 8}]}]}]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"nothing": 1},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [_span("zz", "cd" * 8)]}]}]},
+        {
+            "resourceSpans": [
+                {"scopeSpans": [{"spans": [{"traceId": "ab" * 16, "spanId": "cd" * 8}]}]}
+            ]
+        },
+    ],
+)
 def test_garbage_is_a_decode_error(payload: dict) -> None:
     with pytest.raises(OtlpDecodeError):
         list(decode_payload(payload))

@@ -18,11 +18,19 @@ def test_spans_are_routed_by_run_id_and_the_root_closes_the_run(tmp_path: Path) 
     provider.add_span_processor(BatchSpanProcessor(RunStoreSpanExporter(tmp_path)))
     tracer = provider.get_tracer("t")
     for run_id in ("run-a", "run-b"):
-        attrs = {sc.RUN_ID: run_id, sc.REQUEST_WIDTH: 64, sc.REQUEST_HEIGHT: 32,
-                 sc.REQUEST_NUM_FRAMES: 9, sc.REQUEST_NUM_STEPS: 3, sc.MODEL_NAME: "tiny"}
-        with tracer.start_as_current_span(sc.SPAN_GENERATE, attributes=attrs):
-            with tracer.start_as_current_span(sc.SPAN_TEXT_ENCODE, attributes={sc.RUN_ID: run_id}):
-                pass
+        attrs = {
+            sc.RUN_ID: run_id,
+            sc.REQUEST_WIDTH: 64,
+            sc.REQUEST_HEIGHT: 32,
+            sc.REQUEST_NUM_FRAMES: 9,
+            sc.REQUEST_NUM_STEPS: 3,
+            sc.MODEL_NAME: "tiny",
+        }
+        with (
+            tracer.start_as_current_span(sc.SPAN_GENERATE, attributes=attrs),
+            tracer.start_as_current_span(sc.SPAN_TEXT_ENCODE, attributes={sc.RUN_ID: run_id}),
+        ):
+            pass
     with tracer.start_as_current_span("stray"):
         pass
     provider.shutdown()

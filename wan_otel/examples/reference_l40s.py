@@ -32,12 +32,70 @@ TOTAL_S = 593.45
 AVG_SM_PCT = 74.2
 
 # (duration s, SM %, mem start GiB, mem end GiB, peak GiB) of S0..S29, from the trace table.
-STEP_S = [12.74, 12.54, 12.67, 12.69, 12.73, 12.78, 12.83, 12.77, 12.78, 12.81, 12.83, 12.82,
-          12.83, 12.84, 12.86, 12.88, 12.87, 12.87, 12.87, 12.87, 12.86, 12.87, 12.88, 12.87,
-          12.88, 12.87, 12.87, 12.87, 12.86, 12.88]
-STEP_SM = [94.9, 100.0, 100.0, 99.5, 99.9, 100.0, 100.0, 100.0, 100.0, 99.9, 99.9, 100.0, 100.0,
-           100.0, 100.0, 99.9, 99.9, 100.0, 100.0, 99.9, 100.0, 100.0, 99.9, 99.8, 100.0, 99.9,
-           100.0, 100.0, 100.0, 99.9]
+STEP_S = [
+    12.74,
+    12.54,
+    12.67,
+    12.69,
+    12.73,
+    12.78,
+    12.83,
+    12.77,
+    12.78,
+    12.81,
+    12.83,
+    12.82,
+    12.83,
+    12.84,
+    12.86,
+    12.88,
+    12.87,
+    12.87,
+    12.87,
+    12.87,
+    12.86,
+    12.87,
+    12.88,
+    12.87,
+    12.88,
+    12.87,
+    12.87,
+    12.87,
+    12.86,
+    12.88,
+]
+STEP_SM = [
+    94.9,
+    100.0,
+    100.0,
+    99.5,
+    99.9,
+    100.0,
+    100.0,
+    100.0,
+    100.0,
+    99.9,
+    99.9,
+    100.0,
+    100.0,
+    100.0,
+    100.0,
+    99.9,
+    99.9,
+    100.0,
+    100.0,
+    99.9,
+    100.0,
+    100.0,
+    99.9,
+    99.8,
+    100.0,
+    99.9,
+    100.0,
+    100.0,
+    100.0,
+    99.9,
+]
 
 
 @dataclass
@@ -57,8 +115,14 @@ def _timeline() -> tuple[list[_Span], list[tuple[float, float, float]]]:
     spans: list[_Span] = []
     t = 0.0
 
-    def add(name: str, dur: float, sm: float, mem: tuple[float, float, float] | None,
-            parent: str | None, **attrs: Any) -> _Span:
+    def add(
+        name: str,
+        dur: float,
+        sm: float,
+        mem: tuple[float, float, float] | None,
+        parent: str | None,
+        **attrs: Any,
+    ) -> _Span:
         nonlocal t
         span = _Span(name, t, t + dur, sm, mem, attrs, f"{len(spans) + 2:016x}", parent)
         spans.append(span)
@@ -70,27 +134,47 @@ def _timeline() -> tuple[list[_Span], list[tuple[float, float, float]]]:
     add(sc.SPAN_PREPROCESS, 0.001, 0.0, (2.63, 2.63, 2.63), root_id)
     add(sc.SPAN_TEXT_ENCODE, 36.44, 0.1, (2.63, 2.63, 2.63), root_id)
     t += 30.3989  # untraced: the transformer's 18.7 GiB reach the GPU here
-    loop = add(sc.SPAN_DENOISE, 0.0, 0.0, (21.34, 21.554, 31.27), root_id,
-               **{sc.DENOISE_NUM_STEPS: 30})
+    loop = add(
+        sc.SPAN_DENOISE, 0.0, 0.0, (21.34, 21.554, 31.27), root_id, **{sc.DENOISE_NUM_STEPS: 30}
+    )
     t = loop.start_s
     mem = 21.34
     for i, (dur, sm) in enumerate(zip(STEP_S, STEP_SM)):
         load_s = 0.0072 if i == 0 else 0.0001
         after_load = mem if i < 2 else 21.526
-        add(sc.SPAN_WEIGHT_TRANSFER, load_s, 0.0, (mem, after_load, max(mem, after_load)), loop.span_id,
-            **{sc.COMPONENT_NAME: "transformer", sc.TRANSFER_DIRECTION: "to_device",
-               sc.TRANSFER_BYTES: 0, sc.DENOISE_STEP: i})
+        add(
+            sc.SPAN_WEIGHT_TRANSFER,
+            load_s,
+            0.0,
+            (mem, after_load, max(mem, after_load)),
+            loop.span_id,
+            **{
+                sc.COMPONENT_NAME: "transformer",
+                sc.TRANSFER_DIRECTION: "to_device",
+                sc.TRANSFER_BYTES: 0,
+                sc.DENOISE_STEP: i,
+            },
+        )
         end = {0: 21.476, 10: 21.546}.get(i, 21.554)
         peak = {0: 31.11, 1: 31.22}.get(i, 31.27)
-        add(sc.SPAN_DENOISE_STEP, dur, sm, (after_load, end, peak), loop.span_id,
-            **{sc.DENOISE_STEP: i, sc.DENOISE_TIMESTEP: round(1000.0 * (1 - i / 30), 3)})
+        add(
+            sc.SPAN_DENOISE_STEP,
+            dur,
+            sm,
+            (after_load, end, peak),
+            loop.span_id,
+            **{sc.DENOISE_STEP: i, sc.DENOISE_TIMESTEP: round(1000.0 * (1 - i / 30), 3)},
+        )
         mem = end
     loop.end_s = t
     t += 0.5  # untraced: the transformer goes back to the host
     add(sc.SPAN_VAE_DECODE, 45.86, 99.9, (2.93, 4.55, 23.54), root_id)
     # The remaining 5.51 s to the root's end are untraced (export, in the original run).
-    windows = sorted((s.start_s, s.end_s, s.sm_pct / 100) for s in spans
-                     if s.name not in (sc.SPAN_DENOISE,) and s.end_s > s.start_s)
+    windows = sorted(
+        (s.start_s, s.end_s, s.sm_pct / 100)
+        for s in spans
+        if s.name not in (sc.SPAN_DENOISE,) and s.end_s > s.start_s
+    )
     activity: list[tuple[float, float, float]] = []
     cursor = 0.0
     gaps = []
@@ -111,11 +195,13 @@ def _otlp_span(span: _Span) -> dict[str, Any]:
     attrs = {sc.RUN_ID: RUN_ID, **span.attrs}
     if span.mem is not None:
         start, end, peak = span.mem
-        attrs.update({
-            sc.MEMORY_ALLOCATED_START: round(start * GIB),
-            sc.MEMORY_ALLOCATED_END: round(end * GIB),
-            sc.MEMORY_ALLOCATED_PEAK: round(peak * GIB),
-        })
+        attrs.update(
+            {
+                sc.MEMORY_ALLOCATED_START: round(start * GIB),
+                sc.MEMORY_ALLOCATED_END: round(end * GIB),
+                sc.MEMORY_ALLOCATED_PEAK: round(peak * GIB),
+            }
+        )
     out: dict[str, Any] = {
         "traceId": TRACE_ID,
         "spanId": span.span_id,
@@ -149,7 +235,7 @@ ROOT_ATTRIBUTES: dict[str, Any] = {
     sc.DEVICE: "cuda:0",
     sc.GPU_NAME: "NVIDIA L40S",
     sc.GPU_UUID: UUID,
-    sc.GPU_MEMORY_TOTAL: round(44.4 * GIB),
+    sc.GPU_MEMORY_CAPACITY: round(44.4 * GIB),
     sc.CUDA_VERSION: "12.4",
     sc.TORCH_VERSION: "2.5.1+cu124",
     sc.weight_bytes_key("transformer"): round(18.70 * GIB),
@@ -172,11 +258,17 @@ def reference_spans_payload() -> dict[str, Any]:
         "status": {"code": 0},
     }
     return {
-        "resourceSpans": [{
-            "resource": {"attributes": encode_attributes({"service.name": "wan-otel"})},
-            "scopeSpans": [{"scope": {"name": "wan_otel.pipeline"},
-                            "spans": [_otlp_span(s) for s in spans] + [root]}],
-        }]
+        "resourceSpans": [
+            {
+                "resource": {"attributes": encode_attributes({"service.name": "wan-otel"})},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "wan_otel.pipeline"},
+                        "spans": [_otlp_span(s) for s in spans] + [root],
+                    }
+                ],
+            }
+        ]
     }
 
 
@@ -188,8 +280,13 @@ def reference_samples() -> Iterator[dict[str, Any]]:
     times |= {TOTAL_S}
     for t in sorted(times):
         busy = sum(max(0.0, min(t, e) - s) * f for s, e, f in activity)
-        yield {sc.SAMPLE_TIME: T0_NS + round(t * 1e9), sc.SAMPLE_GPU: 0, sc.SAMPLE_UUID: UUID,
-               sc.SAMPLE_SOURCE: "nvml_util", sc.SAMPLE_SM_ACTIVE: round(busy, 9)}
+        yield {
+            sc.SAMPLE_TIME: T0_NS + round(t * 1e9),
+            sc.SAMPLE_GPU: 0,
+            sc.SAMPLE_UUID: UUID,
+            sc.SAMPLE_SOURCE: "nvml_util",
+            sc.SAMPLE_SM_ACTIVE: round(busy, 9),
+        }
 
 
 def write_reference_run(store: Path, run_id: str = RUN_ID) -> Path:
@@ -203,17 +300,25 @@ def write_reference_run(store: Path, run_id: str = RUN_ID) -> Path:
     with (folder / SAMPLES_FILE).open("w", encoding="utf-8") as out:
         for sample in reference_samples():
             out.write(json.dumps(sample, separators=(",", ":")) + "\n")
-    summary = {"run_id": run_id, "start_ns": T0_NS, "model": "Wan2.2-TI2V-5B",
-               "resolution": "1280x704", "num_frames": 161, "num_steps": 30,
-               "total_s": TOTAL_S, "status": "ok"}
+    summary = {
+        "run_id": run_id,
+        "start_ns": T0_NS,
+        "model": "Wan2.2-TI2V-5B",
+        "resolution": "1280x704",
+        "num_frames": 161,
+        "num_steps": 30,
+        "total_s": TOTAL_S,
+        "status": "ok",
+    }
     (folder / SUMMARY_FILE).write_text(json.dumps(summary) + "\n", encoding="utf-8")
     return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path,
-                        default=Path(os.environ.get("WAN_OTEL_STORE", "wan-otel-runs")))
+    parser.add_argument(
+        "--store", type=Path, default=Path(os.environ.get("WAN_OTEL_STORE", "wan-otel-runs"))
+    )
     args = parser.parse_args()
     print(write_reference_run(args.store))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import statistics
 from collections.abc import Sequence
 
@@ -71,7 +72,7 @@ def _system(root: SpanRecord) -> SystemInfo:
         device=attr_str(root, sc.DEVICE),
         gpu_name=attr_str(root, sc.GPU_NAME),
         gpu_uuid=attr_str(root, sc.GPU_UUID),
-        vram_gb=attr_gib(root, sc.GPU_MEMORY_TOTAL),
+        vram_gb=attr_gib(root, sc.GPU_MEMORY_CAPACITY),
         driver_version=attr_str(root, sc.GPU_DRIVER_VERSION),
         cuda_version=attr_str(root, sc.CUDA_VERSION),
         torch_version=attr_str(root, sc.TORCH_VERSION),
@@ -134,13 +135,17 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
     for step in tree.steps():
         peak = attr_gib(step, sc.MEMORY_ALLOCATED_PEAK)
         start = attr_gib(step, sc.MEMORY_ALLOCATED_START)
-        if peak is not None and start is not None and (activation is None or peak - start > activation):
+        if (
+            peak is not None
+            and start is not None
+            and (activation is None or peak - start > activation)
+        ):
             activation, activation_step = peak - start, attr_int(step, sc.DENOISE_STEP)
     text = tree.first(sc.SPAN_TEXT_ENCODE)
     vae = tree.first(sc.SPAN_VAE_DECODE)
     untraced = []
     stages = tree.stages()
-    for before, after in zip(stages, stages[1:]):
+    for before, after in itertools.pairwise(stages):
         end = attr_gib(before, sc.MEMORY_ALLOCATED_END)
         start = attr_gib(after, sc.MEMORY_ALLOCATED_START)
         if end is not None and start is not None and abs(start - end) >= UNTRACED_MEMORY_GIB:
@@ -163,8 +168,9 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
     )
 
 
-def _summary(tree: RunTree, config: RunConfig, system: SystemInfo,
-             memory: MemoryFigures, sm: SmSeries) -> Summary:
+def _summary(
+    tree: RunTree, config: RunConfig, system: SystemInfo, memory: MemoryFigures, sm: SmSeries
+) -> Summary:
     root = tree.root
     total = root.duration_s
     steps = [s.duration_s for s in tree.steps()]
@@ -207,7 +213,9 @@ def _summary(tree: RunTree, config: RunConfig, system: SystemInfo,
         mpx_per_s=mpx_per_s,
         peak_memory_gb=peak,
         vram_gb=system.vram_gb,
-        peak_memory_pct=100.0 * peak / system.vram_gb if peak is not None and system.vram_gb else None,
+        peak_memory_pct=100.0 * peak / system.vram_gb
+        if peak is not None and system.vram_gb
+        else None,
         avg_sm_pct=whole.pct,
         load_sm_s=total * whole.pct / 100.0 if whole.pct is not None else None,
         sm_source=sm.source,

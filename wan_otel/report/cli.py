@@ -15,8 +15,12 @@ from wan_otel.store.run_store import STORE_ENV, RunStore, default_store_root
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="the run to analyse")
-    parser.add_argument("--store", type=Path, default=None,
-                        help=f"run store folder (default ${STORE_ENV} or ./wan-otel-runs)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help=f"run store folder (default ${STORE_ENV} or ./wan-otel-runs)",
+    )
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     parser.add_argument("--ascii", action="store_true", help="plain ASCII text (no symbols)")
 

@@ -86,8 +86,5 @@ class CounterSeries:
         """Percentage points of the window that lie in partly covered sample intervals."""
         first = bisect.bisect_left(self.times, lo)
         last = bisect.bisect_right(self.times, hi) - 1
-        if first > last:
-            partial = hi - lo
-        else:
-            partial = (self.times[first] - lo) + (hi - self.times[last])
+        partial = hi - lo if first > last else self.times[first] - lo + (hi - self.times[last])
         return min(100.0, 100.0 * partial / (hi - lo))

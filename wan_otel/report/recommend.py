@@ -20,12 +20,14 @@ COMPUTE_BOUND_SM_PCT = 90.0
 WARMUP_RATIO = 1.2
 MEMORY_HEADROOM_PCT = 90.0
 
-Rule = Callable[[Summary, dict[str, StageLine], MemoryFigures, RunConfig, RunTree],
-                "Recommendation | None"]
+Rule = Callable[
+    [Summary, dict[str, StageLine], MemoryFigures, RunConfig, RunTree], "Recommendation | None"
+]
 
 
-def _offload(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-             t: RunTree) -> Recommendation | None:
+def _offload(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     if not m.offload or m.offload == "none":
         return None
     transfer_s = sum(line.transfer_s for line in st.values())
@@ -36,7 +38,9 @@ def _offload(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfi
     if m.weights_gb and m.run_peak_gb is not None and s.vram_gb:
         activation = max(
             (m.dit_activation_peak_gb or 0.0),
-            (m.vae_peak_gb - m.vae_start_gb) if m.vae_peak_gb is not None and m.vae_start_gb is not None else 0.0,
+            (m.vae_peak_gb - m.vae_start_gb)
+            if m.vae_peak_gb is not None and m.vae_start_gb is not None
+            else 0.0,
         )
         resident = sum(m.weights_gb.values()) + activation
         known = ", ".join(sorted(m.weights_gb))
@@ -46,8 +50,10 @@ def _offload(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfi
         if room < 0:
             verdict = f"does not fit (short by {-room:.2f} GiB): keep offload"
         elif missing:
-            verdict = (f"fits only if the {' and '.join(missing)} weights (not recorded) take "
-                       f"under {room:.2f} GiB")
+            verdict = (
+                f"fits only if the {' and '.join(missing)} weights (not recorded) take "
+                f"under {room:.2f} GiB"
+            )
         else:
             verdict = f"fits with {room:.2f} GiB to spare, saving the transfer time"
         text += (
@@ -58,34 +64,55 @@ def _offload(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfi
     return Recommendation("offload", text)
 
 
-def _idle_stages(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-                 t: RunTree) -> Recommendation | None:
+def _idle_stages(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     idle = [
-        line for line in st.values()
-        if line.sm_pct is not None and line.share_pct is not None and line.duration_s
-        and line.sm_pct < IDLE_STAGE_SM_PCT and line.share_pct >= IDLE_STAGE_MIN_SHARE
+        line
+        for line in st.values()
+        if line.sm_pct is not None
+        and line.share_pct is not None
+        and line.duration_s
+        and line.sm_pct < IDLE_STAGE_SM_PCT
+        and line.share_pct >= IDLE_STAGE_MIN_SHARE
         and line.key != "initialization"
     ]
     if not idle:
         return None
-    parts = [f"{line.label} {line.duration_s:.2f} s ({line.share_pct:.1f}%) at SM {line.sm_pct:.1f}%"
-             for line in idle if line.duration_s is not None]
+    parts = [
+        f"{line.label} {line.duration_s:.2f} s ({line.share_pct:.1f}%) at SM {line.sm_pct:.1f}%"
+        for line in idle
+        if line.duration_s is not None
+    ]
     hint = ""
-    if any(line.key == "text_encoding" for line in idle) and m.text_encoder_peak_gb is not None \
-            and m.text_encoder_start_gb is not None \
-            and m.text_encoder_peak_gb - m.text_encoder_start_gb < 0.05:
-        hint = (" Text encoding allocated no GPU memory: the encoder ran on the CPU; on the GPU it "
-                "needs its weights in VRAM"
-                + (f" ({m.weights_gb['text_encoder']:.2f} GiB)" if "text_encoder" in m.weights_gb
-                   else "") + ".")
+    if (
+        any(line.key == "text_encoding" for line in idle)
+        and m.text_encoder_peak_gb is not None
+        and m.text_encoder_start_gb is not None
+        and m.text_encoder_peak_gb - m.text_encoder_start_gb < 0.05
+    ):
+        hint = (
+            " Text encoding allocated no GPU memory: the encoder ran on the CPU; on the GPU it "
+            "needs its weights in VRAM"
+            + (
+                f" ({m.weights_gb['text_encoder']:.2f} GiB)"
+                if "text_encoder" in m.weights_gb
+                else ""
+            )
+            + "."
+        )
     return Recommendation(
         "idle_gpu",
-        "The GPU idles through " + "; ".join(parts) + ": that time is CPU- or transfer-bound." + hint,
+        "The GPU idles through "
+        + "; ".join(parts)
+        + ": that time is CPU- or transfer-bound."
+        + hint,
     )
 
 
-def _unattributed(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-                  t: RunTree) -> Recommendation | None:
+def _unattributed(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     other = st.get("other")
     if other is None or other.share_pct is None or other.share_pct < UNATTRIBUTED_MIN_SHARE:
         return None
@@ -99,8 +126,9 @@ def _unattributed(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: Run
     )
 
 
-def _initialization(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-                    t: RunTree) -> Recommendation | None:
+def _initialization(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     init = st.get("initialization")
     if init is None or init.share_pct is None or init.share_pct < INIT_MIN_SHARE:
         return None
@@ -112,8 +140,9 @@ def _initialization(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: R
     )
 
 
-def _compute_bound(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-                   t: RunTree) -> Recommendation | None:
+def _compute_bound(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     den = st.get("denoising")
     if den is None or den.sm_pct is None or den.sm_pct < COMPUTE_BOUND_SM_PCT:
         return None
@@ -129,8 +158,9 @@ def _compute_bound(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: Ru
     )
 
 
-def _warmup(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-            t: RunTree) -> Recommendation | None:
+def _warmup(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     if s.step_s_first is None or not s.step_s_stable or s.steps_done < 2:
         return None
     if s.step_s_first < WARMUP_RATIO * s.step_s_stable:
@@ -144,27 +174,44 @@ def _warmup(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig
     )
 
 
-def _memory_headroom(s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig,
-                     t: RunTree) -> Recommendation | None:
+def _memory_headroom(
+    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+) -> Recommendation | None:
     if s.peak_memory_pct is None or s.peak_memory_pct < MEMORY_HEADROOM_PCT:
         return None
-    where = "VAE decode" if m.vae_peak_gb is not None and m.vae_peak_gb == m.run_peak_gb else "the run"
+    where = (
+        "VAE decode" if m.vae_peak_gb is not None and m.vae_peak_gb == m.run_peak_gb else "the run"
+    )
     return Recommendation(
         "memory_headroom",
         f"Peak memory {s.peak_memory_gb:.2f} GiB is {s.peak_memory_pct:.1f}% of VRAM, reached in "
         f"{where}: a larger resolution or frame count will not fit"
-        + ("; VAE tiling (vae.enable_tiling()) bounds the decode peak." if where == "VAE decode" else "."),
+        + (
+            "; VAE tiling (vae.enable_tiling()) bounds the decode peak."
+            if where == "VAE decode"
+            else "."
+        ),
     )
 
 
 RULES: tuple[Rule, ...] = (
-    _offload, _idle_stages, _unattributed, _initialization, _compute_bound, _warmup,
+    _offload,
+    _idle_stages,
+    _unattributed,
+    _initialization,
+    _compute_bound,
+    _warmup,
     _memory_headroom,
 )
 
 
-def recommend(summary: Summary, stages: list[StageLine], memory: MemoryFigures,
-              config: RunConfig, tree: RunTree) -> list[Recommendation]:
+def recommend(
+    summary: Summary,
+    stages: list[StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
+) -> list[Recommendation]:
     by_key = {line.key: line for line in stages}
     found = (rule(summary, by_key, memory, config, tree) for rule in RULES)
     return [r for r in found if r is not None]

@@ -37,17 +37,27 @@ def _header(r: Report, g: _Glyphs) -> list[str]:
     device = sysinfo.gpu_name or sysinfo.device or NA
     if sysinfo.vram_gb is not None:
         device += f" ({sysinfo.vram_gb:.2f} GiB)"
-    software = " | ".join(
-        f"{label} {value}"
-        for label, value in (("CUDA", sysinfo.cuda_version), ("PyTorch", sysinfo.torch_version),
-                             ("diffusers", sysinfo.diffusers_version),
-                             ("driver", sysinfo.driver_version))
-        if value
-    ) or NA
+    software = (
+        " | ".join(
+            f"{label} {value}"
+            for label, value in (
+                ("CUDA", sysinfo.cuda_version),
+                ("PyTorch", sysinfo.torch_version),
+                ("diffusers", sysinfo.diffusers_version),
+                ("driver", sysinfo.driver_version),
+            )
+            if value
+        )
+        or NA
+    )
     size = f"{c.width}x{c.height}" if c.width and c.height else NA
     task = " | ".join(
-        [c.task or NA, size, f"{c.num_frames if c.num_frames is not None else NA} frames",
-         f"{c.num_steps if c.num_steps is not None else NA} steps"]
+        [
+            c.task or NA,
+            size,
+            f"{c.num_frames if c.num_frames is not None else NA} frames",
+            f"{c.num_steps if c.num_steps is not None else NA} steps",
+        ]
         + ([f"guidance {c.guidance_scale:g}"] if c.guidance_scale is not None else [])
     )
     dtypes = ", ".join(f"{k} {v}" for k, v in c.dtypes.items()) or NA
@@ -77,8 +87,11 @@ def _summary(r: Report, g: _Glyphs) -> list[str]:
         f"{g.speed}Generation Speed:    {num(s.step_s_mean)} s/step "
         f"({num(s.steps_per_s)} steps/s, {s.steps_done} steps)"
     )
-    window = (f" over text encoding + denoising + VAE decode ({s.throughput_window_s:.2f} s)"
-              if s.throughput_window_s else "")
+    window = (
+        f" over text encoding + denoising + VAE decode ({s.throughput_window_s:.2f} s)"
+        if s.throughput_window_s
+        else ""
+    )
     lines.append(
         f"{g.video}Video Throughput:    {num(s.frames_per_s)} frames/s ({num(s.mpx_per_s)} MPx/s)"
         + window
@@ -124,8 +137,12 @@ def _latency(r: Report, g: _Glyphs) -> list[str]:
 def _memory(r: Report, g: _Glyphs) -> list[str]:
     m = r.memory
     lines = ["[Memory Telemetry]", "-" * WIDTH, f"Allocation Strategy: offload={m.offload or NA}"]
-    names = {"transformer": "DiT", "transformer_2": "DiT (expert 2)", "text_encoder": "Text encoder",
-             "vae": "VAE"}
+    names = {
+        "transformer": "DiT",
+        "transformer_2": "DiT (expert 2)",
+        "text_encoder": "Text encoder",
+        "vae": "VAE",
+    }
     for comp, gib in m.weights_gb.items():
         lines.append(f"- {names.get(comp, comp) + ' weights (static)':<26}: {gib:6.2f} GiB")
     if m.dit_activation_peak_gb is not None:
@@ -133,10 +150,16 @@ def _memory(r: Report, g: _Glyphs) -> list[str]:
             f"- {'DiT activation peak':<26}: {m.dit_activation_peak_gb:6.2f} GiB "
             f"(step {m.dit_activation_step} peak minus memory at its start)"
         )
-    for label, peak, start in (("Text encoder peak", m.text_encoder_peak_gb, m.text_encoder_start_gb),
-                               ("VAE decode peak", m.vae_peak_gb, m.vae_start_gb)):
+    for label, peak, start in (
+        ("Text encoder peak", m.text_encoder_peak_gb, m.text_encoder_start_gb),
+        ("VAE decode peak", m.vae_peak_gb, m.vae_start_gb),
+    ):
         if peak is not None:
-            growth = f" ({peak - start:+.2f} GiB over {start:.2f} GiB at start)" if start is not None else ""
+            growth = (
+                f" ({peak - start:+.2f} GiB over {start:.2f} GiB at start)"
+                if start is not None
+                else ""
+            )
             lines.append(f"- {label:<26}: {peak:6.2f} GiB{growth}")
     lines.append(f"- {'Run peak (allocated)':<26}: {num(m.run_peak_gb, '6.2f')} GiB")
     if m.reserved_peak_gb is not None:
@@ -161,27 +184,35 @@ def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
 
 
 def _trace(r: Report, g: _Glyphs) -> list[str]:
-    header = (f"{'Stage Name':<26}| {'Time (s)':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
-              f"{'Mem End':>9} | {'Peak Mem':>9} | {g.delta:>9} | Comment")
+    header = (
+        f"{'Stage Name':<26}| {'Time (s)':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
+        f"{'Mem End':>9} | {'Peak Mem':>9} | {g.delta:>9} | Comment"
+    )
     rule = "-" * max(len(header) + 20, WIDTH)
     lines = ["[Execution Trace Analysis]", rule, header, rule]
 
     def row(t: TraceRow) -> str:
         name = ("  " * t.depth + t.name)[:26]
         delta = num(t.mem_delta_gb, "+.2f").replace("-", g.minus)
-        return (f"{name:<26}| {t.duration_s:9.2f} | {_cell(t.sm_pct, 5, '.1f')} | "
-                f"{_cell(t.load, 7)} | {_cell(t.mem_start_gb, 9)} | {_cell(t.mem_end_gb, 9)} | "
-                f"{_cell(t.peak_mem_gb, 9)} | {delta:>9} | {t.comment}").rstrip()
+        return (
+            f"{name:<26}| {t.duration_s:9.2f} | {_cell(t.sm_pct, 5, '.1f')} | "
+            f"{_cell(t.load, 7)} | {_cell(t.mem_start_gb, 9)} | {_cell(t.mem_end_gb, 9)} | "
+            f"{_cell(t.peak_mem_gb, 9)} | {delta:>9} | {t.comment}"
+        ).rstrip()
 
     lines += [row(t) for t in r.trace]
     lines.append(rule)
     tolerances = [t.sm_tolerance_pct for t in r.trace if t.sm_tolerance_pct is not None]
-    legend = "Legend: SM % = mean SM activity over the row's window | Load = Time x SM % / 100 (SM-s)"
+    legend = (
+        "Legend: SM % = mean SM activity over the row's window | Load = Time x SM % / 100 (SM-s)"
+    )
     lines.append(legend + " | Mem in GiB (torch allocator)")
     if r.summary.avg_sm_pct is not None and tolerances:
         lines.append(f"SM %: {r.summary.sm_note}.")
-        lines.append(f"Interpolation inside sample intervals at window edges allows at most "
-                     f"±{max(tolerances):.1f} pp on any row.")
+        lines.append(
+            f"Interpolation inside sample intervals at window edges allows at most "
+            f"±{max(tolerances):.1f} pp on any row."
+        )
     elif r.summary.avg_sm_pct is None:
         lines.append(f"SM % and Load are n/a: {r.summary.sm_note}.")
     return lines
@@ -189,8 +220,14 @@ def _trace(r: Report, g: _Glyphs) -> list[str]:
 
 def render_text(report: Report, ascii_only: bool = False) -> str:
     g = _Glyphs(ascii_only)
-    lines = (_header(report, g) + _summary(report, g) + _latency(report, g) + _memory(report, g)
-             + _recommendations(report, g) + _trace(report, g))
+    lines = (
+        _header(report, g)
+        + _summary(report, g)
+        + _latency(report, g)
+        + _memory(report, g)
+        + _recommendations(report, g)
+        + _trace(report, g)
+    )
     if report.notes:
         lines += ["", "[Notes]"] + [f"- {note}" for note in report.notes]
     lines.append("=" * WIDTH)

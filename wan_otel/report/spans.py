@@ -107,8 +107,15 @@ def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> Ru
         start = min(s.start_ns for s in mine)
         end = max(s.end_ns for s in mine)
         trace_id = mine[0].trace_id
-        root = SpanRecord(trace_id, SYNTHETIC_ROOT_ID, None, semconv.SPAN_GENERATE, start, end,
-                          {semconv.RUN_ID: run_id})
+        root = SpanRecord(
+            trace_id,
+            SYNTHETIC_ROOT_ID,
+            None,
+            semconv.SPAN_GENERATE,
+            start,
+            end,
+            {semconv.RUN_ID: run_id},
+        )
         notes.append(
             "no root span: the run did not end (killed, or spans lost); figures cover the "
             f"{len(mine)} spans written, {(end - start) / 1e9:.2f} s"

@@ -41,7 +41,9 @@ def _comment(span: SpanRecord, window: WindowMean, transfer_s: float) -> str:
             parts.append("no-op (0 B moved)")
         elif moved is not None:
             rate = moved / GIB / span.duration_s if span.duration_s > 0 else None
-            parts.append(f"{moved / GIB:.2f} GiB {direction}" + (f", {rate:.1f} GiB/s" if rate else ""))
+            parts.append(
+                f"{moved / GIB:.2f} GiB {direction}" + (f", {rate:.1f} GiB/s" if rate else "")
+            )
     elif window.pct is not None and span.name != sc.SPAN_GENERATE:
         if window.pct >= COMPUTE_BOUND_PCT:
             parts.append("compute-bound")
@@ -54,12 +56,15 @@ def _comment(span: SpanRecord, window: WindowMean, transfer_s: float) -> str:
     return "; ".join(parts)
 
 
-def _row(tree: RunTree, span: SpanRecord, depth: int,
-         mean: Callable[[SpanRecord], WindowMean]) -> TraceRow:
+def _row(
+    tree: RunTree, span: SpanRecord, depth: int, mean: Callable[[SpanRecord], WindowMean]
+) -> TraceRow:
     window = mean(span)
     start = attr_gib(span, sc.MEMORY_ALLOCATED_START)
     end = attr_gib(span, sc.MEMORY_ALLOCATED_END)
-    transfers = [] if span.name == sc.SPAN_GENERATE else tree.descendants(span, sc.SPAN_WEIGHT_TRANSFER)
+    transfers = (
+        [] if span.name == sc.SPAN_GENERATE else tree.descendants(span, sc.SPAN_WEIGHT_TRANSFER)
+    )
     return TraceRow(
         name=_row_name(span),
         depth=depth,

@@ -13,12 +13,12 @@ import base64
 import binascii
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-AttrValue = Union[str, bool, int, float, tuple[Any, ...], None]
+AttrValue = str | bool | int | float | tuple[Any, ...] | None
 
 STATUS_UNSET = 0
 STATUS_OK = 1
@@ -259,7 +259,9 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     return {
         "resourceSpans": [
             {
-                "resource": {"attributes": encode_attributes(resource.attributes if resource else {})},
+                "resource": {
+                    "attributes": encode_attributes(resource.attributes if resource else {})
+                },
                 "scopeSpans": [
                     {"scope": {"name": name, "version": version}, "spans": encoded}
                     for (name, version), encoded in scopes.items()

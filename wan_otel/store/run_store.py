@@ -74,7 +74,9 @@ class RunStore:
 
     def _missing_run(self, run_id: str) -> WanOtelError:
         if not self.root.is_dir():
-            return WanOtelError(f"run store {self.root} does not exist (set --store or {STORE_ENV})")
+            return WanOtelError(
+                f"run store {self.root} does not exist (set --store or {STORE_ENV})"
+            )
         nearest = difflib.get_close_matches(run_id, self.run_ids(), n=3, cutoff=0.5)
         hint = f"; nearest: {', '.join(nearest)}" if nearest else "; `wan-otel runs` lists them"
         return WanOtelError(f"no run {run_id!r} in {self.root}{hint}")
