@@ -275,6 +275,23 @@ METRIC_SPANS_DROPPED: Final = "wan.telemetry.spans_dropped"
 """Counter, spans the exporters could not deliver. Prometheus:
 ``wan_telemetry_spans_dropped_total``."""
 
+METRIC_GENERATIONS_ACTIVE: Final = "wan.generations.active"
+"""UpDownCounter, generations running now (0 or 1 per GPU). Prometheus:
+``wan_generations_active``. Alert rules join on it to know a GPU should be busy."""
+
+PROMETHEUS_NAMES: Final = {
+    METRIC_GENERATION_DURATION: "wan_generation_duration_seconds",
+    METRIC_STAGE_DURATION: "wan_stage_duration_seconds",
+    METRIC_STEP_DURATION: "wan_denoise_step_duration_seconds",
+    METRIC_GENERATIONS: "wan_generations_total",
+    METRIC_FRAMES: "wan_frames_generated_total",
+    METRIC_FAILURES: "wan_generation_failures_total",
+    METRIC_SPANS_DROPPED: "wan_telemetry_spans_dropped_total",
+    METRIC_GENERATIONS_ACTIVE: "wan_generations_active",
+}
+"""OTel instrument name -> the Prometheus name the OTel Prometheus exporter (and the
+Collector's) writes; histograms add ``_bucket``, ``_sum`` and ``_count``."""
+
 DURATION_BUCKETS_S: Final = (
     0.005,
     0.01,

@@ -1,4 +1,4 @@
-"""``wan-otel report``: one run's performance analysis from the local run store."""
+"""``wan-otel report``: one run's performance analysis from the store or from backends."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from wan_otel.report.build import build_report
 from wan_otel.report.render_json import render_json
 from wan_otel.report.render_markdown import render_markdown
 from wan_otel.report.render_text import render_text
-from wan_otel.store.run_store import STORE_ENV, RunStore, default_store_root
+from wan_otel.report.sources import (
+    PROMETHEUS_ENV,
+    TRACES_API_ENV,
+    TRACES_ENV,
+    Sources,
+    gather,
+    parse_duration,
+)
+from wan_otel.store.run_store import STORE_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,15 +27,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store",
         type=Path,
         default=None,
-        help=f"run store folder (default ${STORE_ENV} or ./wan-otel-runs)",
+        help=f"local run store (default ${STORE_ENV} or ./wan-otel-runs)",
     )
+    parser.add_argument(
+        "--traces",
+        default=None,
+        help="spans from a Collector file-exporter file (path) or a trace backend "
+        f"(http URL) instead of the store (env {TRACES_ENV})",
+    )
+    parser.add_argument(
+        "--traces-api",
+        choices=("tempo", "jaeger"),
+        default=None,
+        help=f"API of the --traces URL (default tempo; env {TRACES_API_ENV})",
+    )
+    parser.add_argument(
+        "--service",
+        default=None,
+        help="service name to search in Jaeger (default $OTEL_SERVICE_NAME or wan-otel)",
+    )
+    parser.add_argument(
+        "--since", default="7d", help="how far back to search the trace backend (default 7d)"
+    )
+    parser.add_argument(
+        "--prometheus",
+        default=None,
+        help=f"GPU samples from this Prometheus instead of the store (env {PROMETHEUS_ENV})",
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     parser.add_argument("--ascii", action="store_true", help="plain ASCII text (no symbols)")
 
 
 def main(args: argparse.Namespace) -> int:
-    store = RunStore(args.store or default_store_root())
-    report = build_report(store.read(args.run_id))
+    sources = Sources.from_env(
+        store=args.store,
+        traces=args.traces,
+        traces_api=args.traces_api,
+        service=args.service,
+        prometheus=args.prometheus,
+        since_s=parse_duration(args.since),
+        timeout_s=args.timeout,
+    )
+    report = build_report(gather(args.run_id, sources).run)
     if args.format == "json":
         out = render_json(report)
     elif args.format == "markdown":

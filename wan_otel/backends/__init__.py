@@ -1,0 +1,1 @@
+"""Production backends the report reads: Collector files, Tempo, Jaeger and Prometheus."""
