@@ -235,8 +235,6 @@ def build_report(run: RunData) -> Report:
     trace = trace_rows(tree, sm.mean)
     if summary.error:
         notes.append(f"the run failed: {summary.error}")
-    if summary.avg_sm_pct is None:
-        notes.append(f"SM columns are n/a: {sm.why or summary.sm_note}")
     return Report(
         run_id=run.run_id,
         title=_title(config),

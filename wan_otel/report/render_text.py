@@ -11,6 +11,7 @@ from wan_otel.report.model import Report, TraceRow
 
 WIDTH = 80
 NA = "n/a"
+NO_ALLOCATOR = "n/a (no torch allocator figures in the spans)"
 _ASCII = {"±": "+/-", "Δ": "delta", "−": "-", "›": "-", "×": "x"}
 
 
@@ -96,7 +97,7 @@ def _summary(r: Report, g: _Glyphs) -> list[str]:
         f"{g.video}Video Throughput:    {num(s.frames_per_s)} frames/s ({num(s.mpx_per_s)} MPx/s)"
         + window
     )
-    peak = f"{num(s.peak_memory_gb)} GiB"
+    peak = f"{num(s.peak_memory_gb)} GiB" if s.peak_memory_gb is not None else NO_ALLOCATOR
     if s.peak_memory_pct is not None:
         peak += f" ({s.peak_memory_pct:.1f}% of VRAM)"
     lines.append(f"{g.memory}Peak Memory:         {peak}")
@@ -144,7 +145,7 @@ def _memory(r: Report, g: _Glyphs) -> list[str]:
         "vae": "VAE",
     }
     for comp, gib in m.weights_gb.items():
-        lines.append(f"- {names.get(comp, comp) + ' weights (static)':<26}: {gib:6.2f} GiB")
+        lines.append(f"- {names.get(comp, comp) + ' weights':<26}: {size(gib)}")
     if m.dit_activation_peak_gb is not None:
         lines.append(
             f"- {'DiT activation peak':<26}: {m.dit_activation_peak_gb:6.2f} GiB "
@@ -161,13 +162,12 @@ def _memory(r: Report, g: _Glyphs) -> list[str]:
                 else ""
             )
             lines.append(f"- {label:<26}: {peak:6.2f} GiB{growth}")
-    lines.append(f"- {'Run peak (allocated)':<26}: {num(m.run_peak_gb, '6.2f')} GiB")
+    run_peak = NO_ALLOCATOR if m.run_peak_gb is None else f"{m.run_peak_gb:6.2f} GiB"
+    lines.append(f"- {'Run peak (allocated)':<26}: {run_peak}")
     if m.reserved_peak_gb is not None:
         lines.append(f"- {'Run peak (reserved)':<26}: {m.reserved_peak_gb:6.2f} GiB")
     for change in m.untraced_changes:
         lines.append(f"- Untraced: {change}")
-    if len(lines) == 3 and m.run_peak_gb is None:
-        lines.append("- no allocator figures in the spans (a CPU run records none)")
     return [*lines, ""]
 
 
@@ -177,6 +177,11 @@ def _recommendations(r: Report, g: _Glyphs) -> list[str]:
         lines.append("None: no rule found anything the measured figures support.")
     lines += [f"{g.tip} {rec.text}" for rec in r.recommendations]
     return [*lines, ""]
+
+
+def size(gib: float) -> str:
+    """GiB with two decimals; MiB for what would print as 0.0x GiB (tiny models)."""
+    return f"{gib:6.2f} GiB" if gib >= 0.1 else f"{gib * 1024:6.2f} MiB"
 
 
 def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
