@@ -15,7 +15,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from wan_otel.exporter.backend import (
     BackendError,
@@ -23,10 +22,10 @@ from wan_otel.exporter.backend import (
     DeviceError,
     DeviceInfo,
     GpuBackend,
-    GpuReading,
     SystemInfo,
 )
-from wan_otel.exporter.procinfo import ProcessOwner, ProcessResolver
+from wan_otel.exporter.procinfo import ProcessResolver
+from wan_otel.exporter.snapshot import GpuState, Integrals, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -43,85 +42,6 @@ def check_interval(interval_s: float) -> float:
             f"least 100 ms between two samples of a GPU"
         )
     return interval_s
-
-
-_FRACTIONS = ("sm_active", "sm_occupancy", "tensor_active", "dram_active")
-_BYTES = ("pcie_rx_bytes", "pcie_tx_bytes")
-
-
-@dataclass(frozen=True)
-class GpuCounters:
-    """Cumulative integrals since the sampler first read the GPU; ``None`` where unsupported."""
-
-    source: str
-    sm_active_s: float | None = None
-    sm_occupancy_s: float | None = None
-    tensor_active_s: float | None = None
-    dram_active_s: float | None = None
-    pcie_rx_bytes: float | None = None
-    pcie_tx_bytes: float | None = None
-
-
-@dataclass(frozen=True)
-class GpuState:
-    """One GPU in a snapshot: its last reading and its counters."""
-
-    device: DeviceInfo
-    t_ns: int
-    """Wall clock (ns since the epoch) right after the GPU was read."""
-    reading: GpuReading
-    counters: GpuCounters | None
-    owners: Mapping[int, ProcessOwner] = field(default_factory=dict)
-    """Container and pod of each PID in ``reading.processes``."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a scrape serves. ``taken_s`` is on the sampler's monotonic clock."""
-
-    up: bool
-    taken_s: float | None = None
-    t_ns: int | None = None
-    duration_s: float | None = None
-    system: SystemInfo | None = None
-    gpus: tuple[GpuState, ...] = ()
-    errors: Mapping[str, int] = field(default_factory=dict)
-
-
-class _Accumulator:
-    """Running integrals of one GPU; restarts when the activity source changes."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.values: dict[str, float] = {}
-
-    def add(self, reading: GpuReading) -> GpuCounters | None:
-        activity = reading.activity
-        if activity is None:
-            return self.counters() if self.values else None
-        if activity.source != self.source:
-            self.source, self.values = activity.source, {}
-        for name in _FRACTIONS:
-            fraction = getattr(activity, name)
-            if fraction is not None:
-                self.values[name] = self.values.get(name, 0.0) + fraction * activity.window_s
-        for name in _BYTES:
-            amount = getattr(activity, name)
-            if amount is not None:
-                self.values[name] = self.values.get(name, 0.0) + amount
-        return self.counters()
-
-    def counters(self) -> GpuCounters:
-        v = self.values.get
-        return GpuCounters(
-            source=self.source,
-            sm_active_s=v("sm_active"),
-            sm_occupancy_s=v("sm_occupancy"),
-            tensor_active_s=v("tensor_active"),
-            dram_active_s=v("dram_active"),
-            pcie_rx_bytes=v("pcie_rx_bytes"),
-            pcie_tx_bytes=v("pcie_tx_bytes"),
-        )
 
 
 class Sampler:
@@ -155,7 +75,7 @@ class Sampler:
         self.stale_after_s = stale_after_s or max(3 * interval_s, 2.0)
         self._system: SystemInfo | None = None
         self._next_init_s = -math.inf
-        self._accumulators: dict[str, _Accumulator] = {}
+        self._accumulators: dict[str, Integrals] = {}
         self._failing: set[str] = set()
         self._local_errors: dict[str, int] = {}
         self._snapshot = Snapshot(up=False)
@@ -163,6 +83,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_sample_started_s: float | None = None
+        self.last_init_error: str | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -178,9 +99,10 @@ class Sampler:
         return self._snapshot.up and age is not None and age <= self.stale_after_s
 
     def try_init(self) -> bool:
-        """Initialise the backend now if it is down; ``False`` (and backoff) on failure."""
+        """Initialise the backend now if it is down. ``False`` on failure, without logging:
+        ``last_init_error`` says why and the caller decides how loud to be."""
         with self._lock:
-            return self._ensure_init(self._clock(), force=True)
+            return self._ensure_init(self._clock(), force=True, quiet=True)
 
     def sample_once(self) -> Snapshot:
         """Read every GPU once and publish the new snapshot."""
@@ -200,27 +122,38 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="wan-otel-gpu-sampler", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 1.0) -> None:
+    def stop(self, timeout_s: float = 1.0) -> bool:
         """Stop the thread; waits at most ``timeout_s`` for a sample in progress (the thread is a
-        daemon, so a hung NVML call cannot keep the process alive)."""
+        daemon, so a hung NVML call cannot keep the process alive). ``False`` if it is still
+        stuck in the backend."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout_s)
+            return not thread.is_alive()
+        return True
 
-    def close(self) -> None:
-        """Stop and release the backend."""
-        self.stop()
-        with self._lock:
+    def close(self, timeout_s: float = 0.5) -> None:
+        """Stop and release the backend. Gives up on the release after ``timeout_s`` if a
+        sample is stuck in the backend, so shutdown stays prompt."""
+        self.stop(timeout_s)
+        if not self._lock.acquire(timeout=timeout_s):
+            log.warning("GPU sample still in progress; exiting without releasing the backend")
+            return
+        try:
             if self._system is not None:
                 self._backend.shutdown()
                 self._system = None
+        finally:
+            self._lock.release()
 
     # -- internals ---------------------------------------------------------------------------
 
     def _run(self) -> None:
         # Fixed-rate schedule (ticks at start + k * interval; missed ticks are skipped, not
-        # bunched) so that sample times keep a steady phase against Prometheus' scrapes.
+        # bunched) so that sample times keep a steady phase against Prometheus' scrapes; but
+        # never sooner than one interval after the previous sample started, so that a late
+        # tick followed by a punctual one cannot put two GPM samples under 100 ms apart.
         next_s = self._clock()
         while not self._stop.is_set():
             try:
@@ -232,27 +165,32 @@ class Sampler:
             now = self._clock()
             if next_s <= now:
                 next_s += math.ceil((now - next_s) / self.interval_s + 1e-9) * self.interval_s
+            if self.last_sample_started_s is not None:
+                next_s = max(next_s, self.last_sample_started_s + self.interval_s)
             self._stop.wait(next_s - now)
 
-    def _ensure_init(self, now: float, force: bool = False) -> bool:
+    def _ensure_init(self, now: float, force: bool = False, quiet: bool = False) -> bool:
         if self._system is not None:
             return True
         if not force and now < self._next_init_s:
             return False
         try:
             self._system = self._backend.init()
-        except BackendError as exc:
+        except Exception as exc:  # BackendError expected; anything else must not kill sampling
+            if not isinstance(exc, BackendError):
+                self._count("init")
+            self.last_init_error = str(exc) or type(exc).__name__
             self._next_init_s = now + self._backoff_s
-            log.warning("GPU backend unavailable (%s); retrying in %.1f s", exc, self._backoff_s)
-            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
-            return False
-        except Exception:
-            self._count("init")
-            self._next_init_s = now + self._backoff_s
-            log.exception("GPU backend init failed; retrying in %.1f s", self._backoff_s)
+            if not quiet:
+                log.warning(
+                    "GPU backend unavailable (%s); retrying in %.1f s",
+                    self.last_init_error,
+                    self._backoff_s,
+                )
             self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
             return False
         self._backoff_s = self._backoff_initial_s
+        self.last_init_error = None
         log.info("GPU backend up: %d GPU(s)", len(self._system.devices))
         return True
 
@@ -310,7 +248,7 @@ class Sampler:
             self._failing.discard(device.uuid)
             log.warning("GPU %d (%s) is back", device.index, device.uuid)
         source = reading.activity.source if reading.activity else ""
-        acc = self._accumulators.setdefault(device.uuid, _Accumulator(source))
+        acc = self._accumulators.setdefault(device.uuid, Integrals(source))
         return GpuState(device, self._wall_ns(), reading, acc.add(reading))
 
     @staticmethod
@@ -340,4 +278,3 @@ class Sampler:
         for call, n in self._local_errors.items():
             merged[call] = merged.get(call, 0) + n
         return merged
-

@@ -501,6 +501,24 @@ SAMPLE_SOURCE: Final = "source"
 SAMPLE_SM_ACTIVE: Final = "sm_active_s"
 """double, seconds, cumulative: the store's twin of ``wan_gpu_sm_active_seconds_total``."""
 
+SAMPLE_SM_OCCUPANCY: Final = "sm_occupancy_s"
+"""double, seconds, cumulative: twin of ``wan_gpu_sm_occupancy_seconds_total`` (GPM only)."""
+
+SAMPLE_TENSOR_ACTIVE: Final = "tensor_active_s"
+"""double, seconds, cumulative: twin of ``wan_gpu_tensor_active_seconds_total`` (GPM only)."""
+
+SAMPLE_DRAM_ACTIVE: Final = "dram_active_s"
+"""double, seconds, cumulative: twin of ``wan_gpu_dram_active_seconds_total`` (GPM only)."""
+
+SAMPLE_PCIE_RX: Final = "pcie_rx_bytes"
+"""int, bytes, cumulative: twin of ``wan_gpu_pcie_received_bytes_total``."""
+
+SAMPLE_PCIE_TX: Final = "pcie_tx_bytes"
+"""int, bytes, cumulative: twin of ``wan_gpu_pcie_transmitted_bytes_total``."""
+
+SAMPLE_MEMORY_RESERVED: Final = "memory_reserved_bytes"
+"""int, bytes. Device memory reserved by the driver at sample time."""
+
 SAMPLE_MEMORY_USED: Final = "memory_used_bytes"
 """int, bytes. Device memory used at sample time."""
 

@@ -27,7 +27,13 @@ class GpuSample:
     uuid: str
     source: str
     sm_active_s: float | None = None
+    sm_occupancy_s: float | None = None
+    tensor_active_s: float | None = None
+    dram_active_s: float | None = None
+    pcie_rx_bytes: int | None = None
+    pcie_tx_bytes: int | None = None
     memory_used_bytes: int | None = None
+    memory_reserved_bytes: int | None = None
     power_w: float | None = None
     energy_j: float | None = None
 
@@ -36,19 +42,25 @@ class GpuSample:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> GpuSample:
-        sm = obj.get(semconv.SAMPLE_SM_ACTIVE)
-        memory = obj.get(semconv.SAMPLE_MEMORY_USED)
-        power = obj.get(semconv.SAMPLE_POWER)
-        energy = obj.get(semconv.SAMPLE_ENERGY)
+        def number(key: str, kind: type[float] | type[int]) -> Any:
+            value = obj.get(key)
+            return None if value is None else kind(value)
+
         return cls(
             t_ns=int(obj[semconv.SAMPLE_TIME]),
             gpu=int(obj[semconv.SAMPLE_GPU]),
             uuid=str(obj[semconv.SAMPLE_UUID]),
             source=str(obj.get(semconv.SAMPLE_SOURCE, "unknown")),
-            sm_active_s=None if sm is None else float(sm),
-            memory_used_bytes=None if memory is None else int(memory),
-            power_w=None if power is None else float(power),
-            energy_j=None if energy is None else float(energy),
+            sm_active_s=number(semconv.SAMPLE_SM_ACTIVE, float),
+            sm_occupancy_s=number(semconv.SAMPLE_SM_OCCUPANCY, float),
+            tensor_active_s=number(semconv.SAMPLE_TENSOR_ACTIVE, float),
+            dram_active_s=number(semconv.SAMPLE_DRAM_ACTIVE, float),
+            pcie_rx_bytes=number(semconv.SAMPLE_PCIE_RX, int),
+            pcie_tx_bytes=number(semconv.SAMPLE_PCIE_TX, int),
+            memory_used_bytes=number(semconv.SAMPLE_MEMORY_USED, int),
+            memory_reserved_bytes=number(semconv.SAMPLE_MEMORY_RESERVED, int),
+            power_w=number(semconv.SAMPLE_POWER, float),
+            energy_j=number(semconv.SAMPLE_ENERGY, float),
         )
 
 
