@@ -1,0 +1,128 @@
+"""Every dashboard query is valid PromQL (promql-parser, and promtool's own parser) and uses
+only names from the naming contract (``wan_otel.semconv``); TraceQL uses the contract's keys."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import promql_parser
+import pytest
+import yaml
+
+from tests.dashboards.expressions import Expression, prometheus_expressions, tempo_queries
+from wan_otel import semconv
+
+PROMETHEUS_LABELS = {"le", "instance", "job"}
+"""Labels Prometheus itself defines (histogram buckets, scrape targets)."""
+
+EXPRESSIONS = list(prometheus_expressions())
+
+
+def contract_metric_names() -> set[str]:
+    names = {
+        v
+        for k, v in vars(semconv).items()
+        if k.isupper() and isinstance(v, str) and v.startswith("wan_")
+    }
+    for base in semconv.PROMETHEUS_NAMES.values():
+        names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+    return names
+
+
+def contract_labels() -> set[str]:
+    return {v for k, v in vars(semconv).items() if k.startswith("LABEL_") and isinstance(v, str)}
+
+
+def names_in(promql: str) -> tuple[set[str], set[str]]:
+    """(metric names, label names) an expression mentions."""
+    metrics: set[str] = set()
+    labels: set[str] = set()
+
+    def visit(node: object) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                metrics.add(node.name)
+            for matcher in node.matchers.matchers:
+                labels.add(matcher.name)
+        elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            labels.update(node.modifier.labels)
+        elif isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            if node.modifier.matching is not None:
+                labels.update(node.modifier.matching.labels)
+            labels.update(node.modifier.group_labels or [])
+        return True
+
+    promql_parser.walk(promql_parser.parse(promql), visit)
+    return metrics, labels - {"__name__"}
+
+
+def test_dashboards_have_queries() -> None:
+    assert len(EXPRESSIONS) > 40
+    assert {e.dashboard for e in EXPRESSIONS} == {
+        "wan-otel-serving.json",
+        "wan-otel-gpu.json",
+        "wan-otel-run.json",
+    }
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS, ids=lambda e: f"{e.dashboard}:{e.where}")
+def test_query_parses_and_uses_contract_names(expression: Expression) -> None:
+    metrics, labels = names_in(expression.promql)
+    assert metrics, "a query must read at least one series"
+    assert metrics <= contract_metric_names(), metrics - contract_metric_names()
+    assert labels <= contract_labels() | PROMETHEUS_LABELS, labels - contract_labels()
+
+
+def test_legends_use_contract_labels() -> None:
+    allowed = contract_labels() | PROMETHEUS_LABELS
+    from tests.dashboards.expressions import dashboard_files, load, panels
+
+    for path in dashboard_files():
+        for panel in panels(load(path)):
+            for target in panel.get("targets", []):
+                used = set(
+                    re.findall(r"\{\{\s*([a-zA-Z_]+)\s*\}\}", target.get("legendFormat", ""))
+                )
+                assert used <= allowed, (panel["title"], used - allowed)
+
+
+def test_substitution_covers_grafana_variables() -> None:
+    expression = Expression("x", "y", 'rate(m{pod=~"$pod", gpu=~"${gpu}"}[$__rate_interval])')
+    assert expression.promql == 'rate(m{pod=~".*", gpu=~".*"}[1m])'
+    variable = Expression("x", "y", 'label_values(m{namespace=~"$namespace"}, pod)')
+    assert variable.promql == 'count by (pod) (m{namespace=~".*"})'
+
+
+def test_names_check_rejects_unknown_names() -> None:
+    metrics, labels = names_in('sum by (node) (rate(wan_gpu_util{pod="x"}[1m]))')
+    assert "wan_gpu_util" not in contract_metric_names() and metrics == {"wan_gpu_util"}
+    assert labels == {"node", "pod"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="apt-get install prometheus")
+def test_promtool_parses_every_query(tmp_path: Path) -> None:
+    """Prometheus' own parser (the version CI installs) accepts every query."""
+    rules = [
+        {"record": f"wan:dashboard_query_{i}", "expr": e.promql} for i, e in enumerate(EXPRESSIONS)
+    ]
+    path = tmp_path / "queries.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_traceql_uses_contract_attributes() -> None:
+    queries = list(tempo_queries())
+    assert queries
+    for query in queries:
+        if query.text == "$trace_id":
+            continue
+        attributes = set(re.findall(r"\bspan\.([a-z0-9_.]+)", query.text))
+        known = {v for v in vars(semconv).values() if isinstance(v, str)}
+        assert attributes and attributes <= known, attributes - known
+        assert "wan.run.id" in query.text or semconv.SPAN_GENERATE in query.text
