@@ -44,6 +44,7 @@ MODES = ("snapshot", "naive", "naive_pcie")
 def serve(mode: str, port: int) -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client.registry import Collector
+
     from wan_otel.exporter.collector import SnapshotCollector
     from wan_otel.exporter.fake import FakeBackend, FakeGpu
     from wan_otel.exporter.sampler import Sampler

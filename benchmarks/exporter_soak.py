@@ -20,6 +20,7 @@ import tracemalloc
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
+
 from wan_otel.exporter.backend import ProcessMemory
 from wan_otel.exporter.collector import SnapshotCollector
 from wan_otel.exporter.fake import FakeBackend, FakeGpu

@@ -48,6 +48,7 @@ if importlib.util.find_spec("wan_otel.exporter") is None:  # not installed: use 
     wan_otel.__path__.append(str(ROOT))
 
 import pynvml  # noqa: E402
+
 from wan_otel.exporter.nvml import NvmlBackend  # noqa: E402
 from wan_otel.exporter.sampler import Sampler  # noqa: E402
 from wan_otel.exporter.snapshot import Snapshot  # noqa: E402

@@ -29,7 +29,8 @@ SPAN_COMPONENT_INITIALIZE: Final = "wan.component.initialize"
 """One component built or loaded (child of initialize); ``wan.component.name`` says which."""
 
 SPAN_PREPROCESS: Final = "wan.pipeline.preprocess"
-"""Input checks, image conditioning and latent preparation before text encoding."""
+"""Between text encoding and the first step: timesteps, latent preparation and image
+conditioning (diffusers encodes the prompt first)."""
 
 SPAN_TEXT_ENCODE: Final = "wan.text_encoder.encode"
 """Prompt (and negative prompt) encoding by the UMT5 text encoder."""
@@ -55,8 +56,8 @@ SPAN_EXPORT: Final = "wan.pipeline.export"
 
 STAGE_SPANS: Final = (
     SPAN_INITIALIZE,
-    SPAN_PREPROCESS,
     SPAN_TEXT_ENCODE,
+    SPAN_PREPROCESS,
     SPAN_DENOISE,
     SPAN_VAE_DECODE,
     SPAN_EXPORT,
@@ -271,6 +272,10 @@ METRIC_FAILURES: Final = "wan.generation.failures"
 """Counter, failed generations (label ``error_type``). Prometheus:
 ``wan_generation_failures_total``."""
 
+METRIC_INSTRUMENTATION_ERRORS: Final = "wan.telemetry.instrumentation_errors"
+"""Counter, errors inside wan-otel's own instrumentation code (logged once per site, never
+raised into the model). Prometheus: ``wan_telemetry_instrumentation_errors_total``."""
+
 METRIC_SPANS_DROPPED: Final = "wan.telemetry.spans_dropped"
 """Counter, spans the exporters could not deliver. Prometheus:
 ``wan_telemetry_spans_dropped_total``."""
@@ -287,6 +292,7 @@ PROMETHEUS_NAMES: Final = {
     METRIC_FRAMES: "wan_frames_generated_total",
     METRIC_FAILURES: "wan_generation_failures_total",
     METRIC_SPANS_DROPPED: "wan_telemetry_spans_dropped_total",
+    METRIC_INSTRUMENTATION_ERRORS: "wan_telemetry_instrumentation_errors_total",
     METRIC_GENERATIONS_ACTIVE: "wan_generations_active",
 }
 """OTel instrument name -> the Prometheus name the OTel Prometheus exporter (and the

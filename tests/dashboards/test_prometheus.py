@@ -24,9 +24,6 @@ from wan_otel import semconv
 pytestmark = pytest.mark.integration
 
 NOT_EMITTED = {
-    semconv.PROMETHEUS_NAMES[semconv.METRIC_GENERATIONS_ACTIVE]: (
-        "named in semconv for `wan-otel serve`; `wan-otel run` does not emit it yet"
-    ),
     semconv.PROMETHEUS_NAMES[semconv.METRIC_SPANS_DROPPED]: (
         "counted only when spans fail to reach the OTLP endpoint"
     ),

@@ -1,0 +1,304 @@
+"""One generation's span records: a tree built while the pipeline runs, emitted when it ends.
+
+Hooks open and close ``Record``s at boundaries, taking timeline marks (CUDA events on a GPU).
+No OTel span exists until ``Generation.finish``: then the timeline is resolved with one
+synchronization and every record becomes a span with explicit start and end times, so that
+span windows are GPU time and the denoising loop gains no host synchronization.
+
+Records nest as a stack. Closing a record closes the records still open above it at the same
+mark (an exception unwinding through them). Weight moves that come in hundreds (group and
+sequential offloading) are opened with a ``merge_key``; when their parent closes, siblings
+with the same key become one transfer span whose duration is the sum of the moves.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wan_otel import semconv
+from wan_otel.pipeline.guard import Guard
+from wan_otel.pipeline.memory import CudaMemory, MemoryWindow
+from wan_otel.pipeline.timing import Timeline
+
+AttributeValue = str | bool | int | float
+
+MERGED_MOVES = "moves"
+"""Record-local count of weight moves merged into one transfer record (see ``merge_key``)."""
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time to the second plus 6 random hex digits (sorts by time, and is
+    a valid store folder name)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass(eq=False)
+class Record:
+    """A span to be: name, parent, marks, attributes, outcome."""
+
+    name: str
+    parent: Record | None
+    start: int
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    end: int | None = None
+    children: list[Record] = field(default_factory=list)
+    error_type: str | None = None
+    error_message: str | None = None
+    memory: MemoryWindow | None = None
+    merge_key: tuple[str, ...] | None = None
+    intervals: list[tuple[int, int]] | None = None
+    """Set on merged transfer records: the (start, end) marks of each move."""
+    deferred: dict[str, Any] = field(default_factory=dict)
+    """Attribute values read only after the timeline resolves (e.g. a timestep tensor on the
+    GPU: reading it inside the loop would synchronize)."""
+    nvtx_id: int | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error_type is None:
+            self.error_type = type(exc).__name__
+            self.error_message = str(exc)[:256]
+
+
+class Listener(Protocol):
+    """Told about records as they open and close (the progress bar)."""
+
+    def on_open(self, record: Record) -> None: ...
+
+    def on_close(self, record: Record) -> None: ...
+
+
+class Finisher(Protocol):
+    """What runs when a generation ends: span emission, metrics."""
+
+    def __call__(self, generation: Generation) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """How a finished generation went, for the caller."""
+
+    run_id: str
+    duration_s: float
+    error_type: str | None
+
+
+class Generation:
+    """The record tree of one generation (one run), rooted at ``wan.pipeline.generate``."""
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        *,
+        run_id: str,
+        memory: CudaMemory | None = None,
+        finishers: Sequence[Finisher] = (),
+        nvtx: bool = False,
+        listeners: Sequence[Listener] = (),
+        attributes: dict[str, AttributeValue] | None = None,
+        guard: Guard | None = None,
+    ) -> None:
+        self.timeline = timeline
+        self.run_id = run_id
+        self.guard = guard or Guard()
+        self.thread_id = _thread_id()
+        self._memory = memory
+        self._finishers = list(finishers)
+        self._nvtx = _nvtx_module() if nvtx else None
+        self._listeners = list(listeners)
+        self.outcome: Outcome | None = None
+        self.root = Record(semconv.SPAN_GENERATE, None, timeline.mark(), dict(attributes or {}))
+        if memory is not None:
+            self.root.memory = memory.open(())
+        self._nvtx_start(self.root)
+        self._stack: list[Record] = [self.root]
+
+    # -- building -------------------------------------------------------------------------
+
+    @property
+    def top(self) -> Record:
+        return self._stack[-1]
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    def is_open(self, record: Record) -> bool:
+        return record in self._stack
+
+    def open(
+        self,
+        name: str,
+        attributes: dict[str, AttributeValue] | None = None,
+        *,
+        merge_key: tuple[str, ...] | None = None,
+        stream: Any = None,
+        notify: bool = True,
+        at: int | None = None,
+    ) -> Record:
+        """Open a record under the innermost open one. ``notify=False`` keeps listeners out of
+        it (a provisional stage that may be discarded); ``at`` reuses a mark taken just before
+        (a loop and its first step start together)."""
+        parent = self._stack[-1]
+        attrs = dict(attributes or {})
+        step = parent.attributes.get(semconv.DENOISE_STEP)
+        if step is not None and name != semconv.SPAN_DENOISE_STEP:
+            attrs.setdefault(semconv.DENOISE_STEP, step)  # "on step spans and their children"
+        start = at if at is not None else self.timeline.mark(stream)
+        record = Record(name, parent, start, attrs, merge_key=merge_key)
+        if self._memory is not None:
+            record.memory = self._memory.open(self._windows())
+        parent.children.append(record)
+        self._stack.append(record)
+        self._nvtx_start(record)
+        if notify:
+            for listener in self._listeners:
+                self.guard.call(listener.on_open, record)
+        return record
+
+    def close(
+        self,
+        record: Record,
+        *,
+        error: BaseException | None = None,
+        end: int | None = None,
+        stream: Any = None,
+    ) -> None:
+        """Close ``record`` and any record still open above it, at one mark (``end`` if given:
+        a mark taken earlier, e.g. the last step's end for the loop)."""
+        if record not in self._stack:
+            return
+        mark = end if end is not None else self.timeline.mark(stream)
+        while True:
+            top = self._stack[-1]
+            if error is not None:
+                top.fail(error)
+            if self._memory is not None and top.memory is not None:
+                self._memory.close(top.memory, self._windows())
+            self._stack.pop()
+            top.end = mark
+            _merge_children(top)
+            self._nvtx_end(top)
+            for listener in self._listeners:
+                self.guard.call(listener.on_close, top)
+            if top is record or not self._stack:
+                return
+
+    def discard(self, record: Record) -> None:
+        """Forget an open record that turned out empty (a provisional stage); its memory peak
+        moves to its parent."""
+        if self._stack[-1] is not record or record.children or record.parent is None:
+            return
+        self._stack.pop()
+        record.parent.children.remove(record)
+        if record.memory is not None and record.parent.memory is not None:
+            record.parent.memory.fold(record.memory.allocated_peak, record.memory.reserved_peak)
+        self._nvtx_end(record)
+
+    def reopen(self, record: Record) -> None:
+        """Reopen the last closed child of the innermost record (text encoding resumes for the
+        negative prompt after the gap it closed at)."""
+        parent = self._stack[-1]
+        if record.end is None or not parent.children or parent.children[-1] is not record:
+            return
+        record.end = None
+        if self._memory is not None and record.memory is not None:
+            self._memory.open(self._windows())  # boundary: the gap's peak goes to the parents
+            record.memory.allocated_end = record.memory.reserved_end = None
+        self._stack.append(record)
+        self._nvtx_start(record)
+        for listener in self._listeners:
+            self.guard.call(listener.on_open, record)
+
+    @contextmanager
+    def span(
+        self, name: str, attributes: dict[str, AttributeValue] | None = None
+    ) -> Iterator[Record]:
+        """A record around a block of the caller's code; an exception marks it failed."""
+        record = self.open(name, attributes)
+        try:
+            yield record
+        except BaseException as exc:
+            self.close(record, error=exc)
+            raise
+        self.close(record)
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def finish(self, error: BaseException | None = None) -> Outcome:
+        """Close the root, resolve the timeline (one synchronization), run the finishers (span
+        emission, metrics). Idempotent; never raises."""
+        if self.outcome is not None:
+            return self.outcome
+        if self._stack:
+            self.close(self.root, error=error)
+        self.guard.call(self.timeline.resolve)
+        for finisher in self._finishers:
+            self.guard.call(finisher, self)
+        root = self.root
+        duration = 0.0
+        if root.end is not None:
+            duration = (self.timeline.time_ns(root.end) - self.timeline.time_ns(root.start)) / 1e9
+        self.outcome = Outcome(self.run_id, duration, root.error_type)
+        return self.outcome
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _windows(self) -> list[MemoryWindow]:
+        return [r.memory for r in self._stack if r.memory is not None]
+
+    def _nvtx_start(self, record: Record) -> None:
+        if self._nvtx is not None:
+            record.nvtx_id = self.guard.call(self._nvtx.range_start, record.name)
+
+    def _nvtx_end(self, record: Record) -> None:
+        if self._nvtx is not None and record.nvtx_id is not None:
+            self.guard.call(self._nvtx.range_end, record.nvtx_id)
+            record.nvtx_id = None
+
+
+def _merge_children(parent: Record) -> None:
+    """Fold sibling records with one ``merge_key`` into the first of them."""
+    firsts: dict[tuple[str, ...], Record] = {}
+    kept: list[Record] = []
+    for child in parent.children:
+        key = child.merge_key
+        if key is None:
+            kept.append(child)
+            continue
+        first = firsts.get(key)
+        if first is None:
+            firsts[key] = child
+            child.intervals = [(child.start, child.end if child.end is not None else child.start)]
+            child.deferred[MERGED_MOVES] = 1
+            kept.append(child)
+            continue
+        assert first.intervals is not None
+        first.intervals.append((child.start, child.end if child.end is not None else child.start))
+        first.deferred[MERGED_MOVES] += 1
+        nbytes = child.attributes.get(semconv.TRANSFER_BYTES)
+        if isinstance(nbytes, int):
+            total = first.attributes.get(semconv.TRANSFER_BYTES, 0)
+            first.attributes[semconv.TRANSFER_BYTES] = int(total) + nbytes
+        if child.error_type is not None and first.error_type is None:
+            first.error_type, first.error_message = child.error_type, child.error_message
+        if first.memory is not None and child.memory is not None:
+            first.memory = first.memory.merge(child.memory)
+        first.end = child.end
+    parent.children = kept
+
+
+def _thread_id() -> int:
+    return threading.get_ident()
+
+
+def _nvtx_module() -> Any:
+    import torch
+
+    return torch.cuda.nvtx

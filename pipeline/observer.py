@@ -1,0 +1,322 @@
+"""The instrumentation state of one pipeline instance: its hooks, wrappers and calls.
+
+``PipelineObserver`` owns everything ``instrument()`` attached to one pipeline and receives
+the events (forward boundaries, weight moves, decode, scheduler steps). Events count only on
+the thread running the observed call (or the thread that bound a generation with
+``use_generation``); a concurrent or re-entrant call runs unobserved rather than mixing its
+records into another run. All our code runs through the guard: it never reaches the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Tracer
+
+from wan_otel import semconv
+from wan_otel.pipeline import attributes as describe
+from wan_otel.pipeline.generation import AttributeValue, Generation, Record
+from wan_otel.pipeline.guard import Guard
+from wan_otel.pipeline.hooks import (
+    Attachment,
+    ForwardObserver,
+    attach,
+    detach,
+    ensure_outermost,
+    reset_depth,
+)
+from wan_otel.pipeline.memory import memory_for
+from wan_otel.pipeline.metrics import PipelineMetrics
+from wan_otel.pipeline.offload import OffloadObserver, detect_offload_mode
+from wan_otel.pipeline.spans import SpanEmitter
+from wan_otel.pipeline.stages import CallObserver
+from wan_otel.pipeline.timing import timeline_for
+from wan_otel.pipeline.wrappers import MethodPatch, patch_method
+
+HOOKED = ("text_encoder", "transformer", "transformer_2")
+"""Forward-based components that get the diffusers ModelHook."""
+
+MODULE_COMPONENTS = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
+"""Components whose weight moves are observed."""
+
+TEXT_ENCODER = "text_encoder"
+
+
+@dataclass
+class Settings:
+    """What ``instrument()`` was asked for."""
+
+    run_id: Callable[[], str]
+    record_prompt: bool = False
+    model_name: str | None = None
+    model_source: str | None = None
+    model_task: str | None = None
+    offload_mode: str | None = None
+    memory: bool = True
+    nvtx: bool | None = None
+
+
+class PipelineObserver:
+    """Hooks and wrappers on one pipeline; the sink of their events."""
+
+    def __init__(
+        self, pipe: Any, tracer: Tracer, metrics: PipelineMetrics, settings: Settings
+    ) -> None:
+        self.pipe = pipe
+        self.tracer = tracer
+        self.metrics = metrics
+        self.settings = settings
+        self.guard = Guard(metrics.instrumentation_error)
+        self.attachments: dict[str, Attachment] = {}
+        self.patches: dict[str, MethodPatch] = {}
+        self.offload = OffloadObserver(self, self.guard)
+        self.bound: Generation | None = None
+        self.bound_thread: int | None = None
+        self.call: CallObserver | None = None
+        self.call_thread: int | None = None
+        self._signature: inspect.Signature | None = None
+        self._call_lock = threading.Lock()
+
+    # -- attaching --------------------------------------------------------------------------
+
+    def components(self) -> dict[str, torch.nn.Module]:
+        found = {}
+        for name in MODULE_COMPONENTS:
+            module = getattr(self.pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                found[name] = module
+        return found
+
+    def sync(self) -> None:
+        """Attach to the pipeline's current components (new ones, swapped ones), and keep our
+        forward hooks outermost."""
+        for name in HOOKED:
+            module = getattr(self.pipe, name, None)
+            current = self.attachments.get(name)
+            if current is not None and current.module is not module:
+                detach(current)
+                del self.attachments[name]
+                current = None
+            if not isinstance(module, torch.nn.Module):
+                continue
+            if current is None:
+                self.attachments[name] = attach(module, ForwardObserver(name, self, self.guard))
+            else:
+                ensure_outermost(current)
+        self._patch("vae", "decode", self._wrap_decode)
+        self._patch("scheduler", "step", self._wrap_scheduler_step)
+        self.offload.sync(self.components())
+
+    def _patch(
+        self, component: str, method: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]
+    ) -> None:
+        key = f"{component}.{method}"
+        obj = getattr(self.pipe, component, None)
+        patch = self.patches.get(key)
+        if patch is not None and patch.obj is obj:
+            return
+        if patch is not None:
+            patch.restore()
+            del self.patches[key]
+        if obj is not None and callable(getattr(obj, method, None)):
+            self.patches[key] = patch_method(obj, method, make)
+
+    def detach_all(self) -> None:
+        for attachment in self.attachments.values():
+            detach(attachment)
+        self.attachments.clear()
+        for patch in self.patches.values():
+            patch.restore()
+        self.patches.clear()
+        self.offload.restore()
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def observe_call(
+        self, original: Callable[..., Any], pipe: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not self._call_lock.acquire(blocking=False):  # re-entrant or concurrent call:
+            return original(pipe, *args, **kwargs)  # run it unobserved
+        try:
+            started = self.guard.call(self._begin_call, original, args, kwargs)
+            if started is None:
+                return original(pipe, *args, **kwargs)
+            generation, standalone = started
+            try:
+                result = original(pipe, *args, **kwargs)
+            except BaseException as exc:
+                self.guard.call(self._end_call, exc)
+                if standalone:
+                    generation.finish(exc)
+                raise
+            self.guard.call(self._end_call, None)
+            if standalone:
+                generation.finish()
+            return result
+        finally:
+            self._call_lock.release()
+
+    def _begin_call(
+        self, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Generation, bool]:
+        self.sync()
+        for attachment in self.attachments.values():
+            reset_depth(attachment)
+        thread = threading.get_ident()
+        if self.bound is not None and self.bound_thread == thread and not self.bound.finished:
+            generation, standalone = self.bound, False
+        else:
+            generation, standalone = self._new_generation(), True
+        root = generation.root.attributes
+        for key, value in self._request_attributes(original, args, kwargs).items():
+            root.setdefault(key, value)
+        for key, value in self.static_attributes().items():
+            root.setdefault(key, value)
+        self.call = CallObserver(
+            generation, two_experts=getattr(self.pipe, "transformer_2", None) is not None
+        )
+        self.call_thread = thread
+        return generation, standalone
+
+    def _end_call(self, error: BaseException | None) -> None:
+        call, self.call, self.call_thread = self.call, None, None
+        for attachment in self.attachments.values():
+            reset_depth(attachment)
+        if call is not None:
+            call.finish(error)
+
+    def _new_generation(self) -> Generation:
+        device = torch.device(self.pipe._execution_device)
+        nvtx = self.settings.nvtx
+        if nvtx is None:
+            nvtx = device.type == "cuda" and torch.cuda.is_available()
+        self.metrics.started()
+        return Generation(
+            timeline_for(device),
+            run_id=self.settings.run_id(),
+            memory=memory_for(device) if self.settings.memory else None,
+            finishers=[SpanEmitter(self.tracer, otel_context.get_current()), self.metrics],
+            nvtx=nvtx,
+            guard=self.guard,
+        )
+
+    def _request_attributes(
+        self, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        if self._signature is None:
+            self._signature = inspect.signature(original)
+        bound = self._signature.bind_partial(self.pipe, *args, **kwargs)
+        bound.apply_defaults()
+        return describe.request_attributes(bound.arguments, self.settings.record_prompt)
+
+    def static_attributes(self) -> dict[str, Any]:
+        """Model, offload mode, dtypes, weight bytes and system figures of the pipeline now."""
+        pipe, settings = self.pipe, self.settings
+        components = self.components()
+        attrs: dict[str, Any] = {
+            semconv.MODEL_NAME: settings.model_name or describe.model_name(pipe),
+            semconv.MODEL_TASK: settings.model_task or describe.model_task(pipe),
+            semconv.MODEL_ARCHITECTURE: describe.ARCHITECTURE,
+            semconv.OFFLOAD_MODE: settings.offload_mode or detect_offload_mode(pipe, components),
+        }
+        if settings.model_source:
+            attrs[semconv.MODEL_SOURCE] = settings.model_source
+        attrs.update(describe.dtype_attributes(components))
+        attrs.update(describe.weight_attributes(components))
+        attrs.update(describe.system_attributes(torch.device(pipe._execution_device)))
+        return attrs
+
+    # -- event sinks ------------------------------------------------------------------------
+
+    def _active_call(self) -> CallObserver | None:
+        call = self.call
+        if call is not None and self.call_thread == threading.get_ident():
+            return call
+        return None
+
+    def active_generation(self) -> Generation | None:
+        call = self._active_call()
+        if call is not None:
+            return call.gen
+        if self.bound is not None and self.bound_thread == threading.get_ident():
+            return None if self.bound.finished else self.bound
+        return None
+
+    def forward_start(self, component: str, branch: str | None) -> None:
+        call = self._active_call()
+        if call is None:
+            return
+        if component == TEXT_ENCODER:
+            call.text_encoder_start()
+        else:
+            call.denoiser_start(component, branch)
+
+    def forward_end(self, component: str) -> None:
+        call = self._active_call()
+        if call is None:
+            return
+        if component == TEXT_ENCODER:
+            call.text_encoder_end()
+        else:
+            call.denoiser_end(component)
+
+    def transfer_start(
+        self, component: str, direction: str, nbytes: int, stream: Any, merge: bool
+    ) -> object | None:
+        generation = self.active_generation()
+        if generation is None:
+            return None
+        attrs: dict[str, AttributeValue] = {
+            semconv.COMPONENT_NAME: component,
+            semconv.TRANSFER_DIRECTION: direction,
+            semconv.TRANSFER_BYTES: nbytes,
+        }
+        record = generation.open(
+            semconv.SPAN_WEIGHT_TRANSFER,
+            attrs,
+            merge_key=(component, direction) if merge else None,
+            stream=stream,
+        )
+        return (generation, record)
+
+    def transfer_end(self, token: object | None, error: BaseException | None, stream: Any) -> None:
+        if not isinstance(token, tuple):
+            return
+        generation, record = token
+        if isinstance(generation, Generation) and isinstance(record, Record):
+            generation.close(record, error=error, stream=stream)
+
+    # -- wrappers of non-forward entry points ----------------------------------------------
+
+    def _wrap_decode(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def decode(*args: Any, **kwargs: Any) -> Any:
+            call = self._active_call()
+            if call is None:
+                return original(*args, **kwargs)
+            self.guard.call(call.decode_start)
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as exc:
+                self.guard.call(call.decode_end, exc)
+                raise
+            self.guard.call(call.decode_end, None)
+            return result
+
+        return decode
+
+    def _wrap_scheduler_step(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            call = self._active_call()
+            if call is not None:
+                timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+                self.guard.call(call.scheduler_step_end, timestep)
+            return result
+
+        return step

@@ -1,0 +1,77 @@
+"""The run's GPU sampler hook-up: started on a GPU with a store, writing beside the spans;
+tolerated when the exporter package or NVML is missing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+from tests.pipeline.test_telemetry import tiny_config
+from wan_otel.pipeline.run import _gpu_samples
+from wan_otel.store.run_store import SAMPLES_FILE
+
+
+class _FakeRecorder:
+    made: ClassVar[list[_FakeRecorder]] = []
+
+    def __init__(self, path: Path, interval_s: float = 0.1) -> None:
+        self.path, self.interval_s = path, interval_s
+        self.started = self.stopped = False
+        _FakeRecorder.made.append(self)
+
+    def start(self) -> bool:
+        self.started = True
+        return True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def _fake_module(monkeypatch: pytest.MonkeyPatch, recorder: Any) -> None:
+    module = types.ModuleType("wan_otel.exporter.recorder")
+    module.GpuSampleRecorder = recorder  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wan_otel.exporter.recorder", module)
+
+
+def test_sampler_runs_around_a_gpu_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _FakeRecorder.made = []
+    _fake_module(monkeypatch, _FakeRecorder)
+    config = tiny_config(tmp_path, "gpu-run", device=torch.device("cuda"))
+    with _gpu_samples(config):
+        (recorder,) = _FakeRecorder.made
+        assert recorder.started and not recorder.stopped
+    assert recorder.stopped
+    assert recorder.path == tmp_path / "gpu-run" / SAMPLES_FILE
+    assert recorder.interval_s == 0.1
+
+
+def test_no_sampler_on_cpu_or_without_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _FakeRecorder.made = []
+    _fake_module(monkeypatch, _FakeRecorder)
+    with _gpu_samples(tiny_config(tmp_path, "cpu-run")):
+        pass
+    with _gpu_samples(tiny_config(None, "no-store", device=torch.device("cuda"))):
+        pass
+    assert _FakeRecorder.made == []
+
+
+def test_a_missing_or_broken_sampler_is_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("NVML exploded")
+
+    _fake_module(monkeypatch, broken)
+    config = tiny_config(tmp_path, "gpu-run", device=torch.device("cuda"))
+    with caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.run"), _gpu_samples(config):
+        pass
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["GPU samples will not be recorded: NVML exploded"]
