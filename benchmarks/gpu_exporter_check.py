@@ -335,7 +335,7 @@ def least_privilege(index: int) -> dict[str, Any]:
         (work / "wan_otel" / "__init__.py").write_text("")
         shutil.copy(ROOT / "wan_otel" / "semconv.py", work / "wan_otel" / "semconv.py")
         (work / "wan_otel" / "exporter" / "__init__.py").write_text("")
-        for name in ("backend.py", "nvml.py"):
+        for name in ("backend.py", "gpm.py", "nvml.py"):
             shutil.copy(ROOT / "exporter" / name, work / "wan_otel" / "exporter" / name)
         (work / "child.py").write_text(CHILD)
         for path in [work, *work.rglob("*")]:

@@ -17,7 +17,9 @@ so it is used only if a timed first call proves cheap (< 2 ms), which real drive
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +61,33 @@ class _Device:
     pcie_nvml: bool = False
 
 
+_NVML_LOCK = threading.RLock()
+
+
+class SerializedNvml:
+    """The NVML module with every function call made under one process-wide lock.
+
+    On the H100 (driver 580), GPM reads from two backends at once in one process (the exporter's
+    sampler beside a run's sample recorder, or two samplers) crashed the process inside
+    ``nvmlGpmMetricsGet``. The calls take microseconds; serialising them costs nothing.
+    Constants, structures and exception classes pass through untouched.
+    """
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._module, name)
+        if not inspect.isfunction(attr) and not inspect.isbuiltin(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with _NVML_LOCK:
+                return attr(*args, **kwargs)
+
+        return locked
+
+
 class NvmlBackend:
     """A ``GpuBackend`` over NVML. ``nvml`` is the pynvml module (a stand-in in tests)."""
 
@@ -69,7 +98,7 @@ class NvmlBackend:
         use_gpm: bool = True,
         pcie_cheap_s: float = PCIE_CHEAP_S,
     ) -> None:
-        self._n = nvml if nvml is not None else pynvml
+        self._n = SerializedNvml(nvml if nvml is not None else pynvml)
         self._clock = clock
         self._use_gpm = use_gpm
         self._pcie_cheap_s = pcie_cheap_s

@@ -1,0 +1,28 @@
+"""The committed H100 example runs (docs/examples) report exactly as committed.
+
+They are real runs of the full TI2V-5B architecture (random weights) on an NVIDIA H100 with
+GPM samples; the report code must keep producing the committed text from their spans.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.report.helpers import run_cli
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+RUNS = sorted(p.name for p in (EXAMPLES / "runs").iterdir() if p.is_dir())
+
+
+def test_there_are_h100_runs_with_and_without_offload() -> None:
+    assert any("-none-50steps-" in r for r in RUNS) and any("-model-50steps-" in r for r in RUNS)
+
+
+@pytest.mark.parametrize("run_id", RUNS)
+def test_example_report_is_current(run_id: str) -> None:
+    result = run_cli("report", "--run-id", run_id, "--store", str(EXAMPLES / "runs"))
+    assert result.code == 0, result.err
+    assert result.out == (EXAMPLES / f"{run_id}.report.txt").read_text(encoding="utf-8")
+    assert "GPM SM activity" in result.out and "NVIDIA H100 80GB HBM3" in result.out
