@@ -147,6 +147,11 @@ def _device(name: str | None) -> torch.device:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.store is not None and (config.store / config.run_id).exists():
+        # Appending a second generation to a run would mix two runs' spans in one report.
+        raise WanOtelError(
+            f"run {config.run_id!r} already exists in {config.store}: choose another --run-id"
+        )
     telemetry = setup_telemetry(
         TelemetryConfig(store=config.store, prometheus_port=args.prometheus_port)
     )

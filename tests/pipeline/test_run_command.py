@@ -209,3 +209,11 @@ def test_a_checkpoint_folder_loads_component_by_component(
     assert root.attributes[sc.MODEL_NAME] == "Wan-tiny"
     assert root.attributes[sc.MODEL_TASK] == "ti2v"
     assert len([s for s in spans if s.name == sc.SPAN_DENOISE_STEP]) == 2
+
+
+def test_a_reused_run_id_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "taken").mkdir()
+    code, _, err = _run(capsys, "--store", str(tmp_path), "--run-id", "taken")
+    assert code == 2
+    assert err == f"wan-otel: run 'taken' already exists in {tmp_path}: choose another --run-id\n"
+    assert list((tmp_path / "taken").iterdir()) == []  # nothing appended

@@ -132,3 +132,17 @@ def test_runs_lists_newest_first(reference_store: Path, tmp_path: Path) -> None:
     assert lines[1].split()[0] == "reference-l40s" and lines[2].split()[0] == "older"
     assert "1280x704" in lines[1] and "593.45" in lines[1] and lines[1].endswith("ok")
     assert run_cli("runs", "--store", str(tmp_path / "none")).code == 2
+
+
+def test_reused_run_id_reports_the_last_trace_only(tmp_path: Path) -> None:
+    first = json.dumps(reference_spans_payload())
+    second = first.replace("5a11e40e2e2e4c1c8d3b7f5e9a0c1d2e", "6b22f51f3f3f5d2d9e4c8a6f0b1d2e3f")
+    folder = tmp_path / "reference-l40s"
+    folder.mkdir()
+    (folder / SPANS_FILE).write_text(first + "\n" + second + "\n")
+    code, out, err = _report(tmp_path, "reference-l40s", "--format", "json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["summary"]["steps_done"] == 30  # not 60
+    assert "2 root spans carry this run id; the last one is reported" in body["notes"]
+    assert any("belong to other traces (a reused run id?)" in n for n in body["notes"])

@@ -120,6 +120,15 @@ def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> Ru
             "no root span: the run did not end (killed, or spans lost); figures cover the "
             f"{len(mine)} spans written, {(end - start) / 1e9:.2f} s"
         )
+    if real:
+        # A run is one trace; spans of other traces carrying the same id (a reused run id)
+        # would otherwise be counted twice.
+        strays = [s for s in mine if s.trace_id != root.trace_id]
+        if strays:
+            notes.append(f"{len(strays)} span(s) with this run id belong to other traces "
+                         "(a reused run id?); ignored")
+            mine = [s for s in mine if s.trace_id == root.trace_id]
+            by_id = {s.span_id: s for s in mine}
     children: dict[str, list[SpanRecord]] = {}
     for span in mine:
         if span is root:
