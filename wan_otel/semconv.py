@@ -427,9 +427,6 @@ GPU_PCIE_TX: Final = "wan_gpu_pcie_transmitted_bytes_total"
 GPU_CLOCK_EVENT: Final = "wan_gpu_clock_event_active"
 """Gauge, 0 or 1, label ``reason``. Clock event (throttle) reasons active."""
 
-GPU_XID_ERRORS: Final = "wan_gpu_xid_errors_total"
-"""Counter. XID errors seen by the exporter."""
-
 GPU_ECC_ERRORS: Final = "wan_gpu_ecc_errors_total"
 """Counter, label ``type`` (corrected or uncorrected). ECC errors, volatile."""
 
