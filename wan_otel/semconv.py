@@ -530,3 +530,16 @@ SAMPLE_POWER: Final = "power_w"
 
 SAMPLE_ENERGY: Final = "energy_j"
 """double, joules, cumulative energy."""
+
+
+def prometheus_metric_names() -> set[str]:
+    """Every Prometheus series name the contract defines: the exporter's metrics and the
+    pipeline's instruments (histograms with ``_bucket``, ``_sum`` and ``_count``)."""
+    names = {
+        value
+        for key, value in globals().items()
+        if key.isupper() and isinstance(value, str) and value.startswith("wan_")
+    }
+    for base in PROMETHEUS_NAMES.values():
+        names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
+    return names

@@ -21,17 +21,6 @@ PROMETHEUS_LABELS = {"le", "instance", "job"}
 EXPRESSIONS = list(prometheus_expressions())
 
 
-def contract_metric_names() -> set[str]:
-    names = {
-        v
-        for k, v in vars(semconv).items()
-        if k.isupper() and isinstance(v, str) and v.startswith("wan_")
-    }
-    for base in semconv.PROMETHEUS_NAMES.values():
-        names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
-    return names
-
-
 def contract_labels() -> set[str]:
     return {v for k, v in vars(semconv).items() if k.startswith("LABEL_") and isinstance(v, str)}
 
@@ -72,7 +61,7 @@ def test_dashboards_have_queries() -> None:
 def test_query_parses_and_uses_contract_names(expression: Expression) -> None:
     metrics, labels = names_in(expression.promql)
     assert metrics, "a query must read at least one series"
-    assert metrics <= contract_metric_names(), metrics - contract_metric_names()
+    assert metrics <= semconv.prometheus_metric_names(), metrics - semconv.prometheus_metric_names()
     assert labels <= contract_labels() | PROMETHEUS_LABELS, labels - contract_labels()
 
 
@@ -98,7 +87,7 @@ def test_substitution_covers_grafana_variables() -> None:
 
 def test_names_check_rejects_unknown_names() -> None:
     metrics, labels = names_in('sum by (node) (rate(wan_gpu_util{pod="x"}[1m]))')
-    assert "wan_gpu_util" not in contract_metric_names() and metrics == {"wan_gpu_util"}
+    assert "wan_gpu_util" not in semconv.prometheus_metric_names() and metrics == {"wan_gpu_util"}
     assert labels == {"node", "pod"}
 
 

@@ -38,17 +38,6 @@ def test_promtool_test_rules() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def contract_metric_names() -> set[str]:
-    names = {
-        v
-        for k, v in vars(semconv).items()
-        if k.isupper() and isinstance(v, str) and v.startswith("wan_")
-    }
-    for base in semconv.PROMETHEUS_NAMES.values():
-        names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
-    return names
-
-
 def test_rules_use_only_contract_names() -> None:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     records = {r["record"] for g in groups for r in g["rules"] if "record" in r}
@@ -56,7 +45,7 @@ def test_rules_use_only_contract_names() -> None:
     for group in groups:
         for rule in group["rules"]:
             used |= set(re.findall(r"\bwan[_:][a-z0-9_:]+", rule["expr"]))
-    unknown = used - contract_metric_names() - records
+    unknown = used - semconv.prometheus_metric_names() - records
     assert unknown == set()
     alerts = [r["alert"] for g in groups for r in g["rules"] if "alert" in r]
     assert alerts == [
