@@ -26,3 +26,24 @@ def test_example_report_is_current(run_id: str) -> None:
     assert result.code == 0, result.err
     assert result.out == (EXAMPLES / f"{run_id}.report.txt").read_text(encoding="utf-8")
     assert "GPM SM activity" in result.out and "NVIDIA H100 80GB HBM3" in result.out
+
+
+def test_offload_rule_predicts_the_no_offload_peak() -> None:
+    """From the model-offload run alone, the offload rule's VRAM estimate for running without
+    offload lands within 0.5 GiB of what the no-offload run of the same model measured."""
+    import json
+    import re
+
+    def report(run_id: str) -> dict[str, object]:
+        result = run_cli(
+            "report", "--run-id", run_id, "--store", str(EXAMPLES / "runs"), "--format", "json"
+        )
+        assert result.code == 0, result.err
+        return dict(json.loads(result.out))
+
+    offload = report(next(r for r in RUNS if "-model-50steps-" in r))
+    measured = report(next(r for r in RUNS if "-none-50steps-" in r))
+    (rule,) = [r for r in offload["recommendations"] if r["rule"] == "offload"]  # type: ignore[union-attr]
+    estimate = float(re.search(r"stays resident: ([0-9.]+) GiB", rule["text"])[1])  # type: ignore[index]
+    peak = measured["summary"]["peak_memory_gb"]  # type: ignore[index]
+    assert abs(estimate - peak) < 0.5, (estimate, peak)

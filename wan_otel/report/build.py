@@ -124,6 +124,18 @@ def _peak(spans: Sequence[SpanRecord], key: str) -> float | None:
     return max(values) if values else None
 
 
+def _baseline(tree: RunTree, span: SpanRecord) -> float | None:
+    """Allocated GiB when the span's own work began: at its start, or, where offload moved
+    weights inside it, after the last of those transfers (what moved is not working set)."""
+    transfers = tree.descendants(span, sc.SPAN_WEIGHT_TRANSFER)
+    if transfers:
+        last = max(transfers, key=lambda t: t.end_ns)
+        after = attr_gib(last, sc.MEMORY_ALLOCATED_END)
+        if after is not None:
+            return after
+    return attr_gib(span, sc.MEMORY_ALLOCATED_START)
+
+
 def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
     root = tree.root
     weights = {
@@ -134,7 +146,7 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
     activation, activation_step = None, None
     for step in tree.steps():
         peak = attr_gib(step, sc.MEMORY_ALLOCATED_PEAK)
-        start = attr_gib(step, sc.MEMORY_ALLOCATED_START)
+        start = _baseline(tree, step)
         if (
             peak is not None
             and start is not None
@@ -159,9 +171,9 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
         dit_activation_peak_gb=activation,
         dit_activation_step=activation_step,
         text_encoder_peak_gb=attr_gib(text, sc.MEMORY_ALLOCATED_PEAK) if text else None,
-        text_encoder_start_gb=attr_gib(text, sc.MEMORY_ALLOCATED_START) if text else None,
+        text_encoder_baseline_gb=_baseline(tree, text) if text else None,
         vae_peak_gb=attr_gib(vae, sc.MEMORY_ALLOCATED_PEAK) if vae else None,
-        vae_start_gb=attr_gib(vae, sc.MEMORY_ALLOCATED_START) if vae else None,
+        vae_baseline_gb=_baseline(tree, vae) if vae else None,
         run_peak_gb=_peak(tree.spans, sc.MEMORY_ALLOCATED_PEAK),
         reserved_peak_gb=_peak(tree.spans, sc.MEMORY_RESERVED_PEAK),
         untraced_changes=untraced,

@@ -83,11 +83,15 @@ class MemoryFigures:
     offload: str | None
     weights_gb: dict[str, float]
     dit_activation_peak_gb: float | None
+    """Largest step peak minus the step's baseline (its start, or after its transfers)."""
     dit_activation_step: int | None
     text_encoder_peak_gb: float | None
-    text_encoder_start_gb: float | None
+    text_encoder_baseline_gb: float | None
+    """Allocated when text encoding's own work began (after any weight transfer inside it)."""
     vae_peak_gb: float | None
-    vae_start_gb: float | None
+    vae_baseline_gb: float | None
+    """Allocated when decoding began (after any weight transfer inside it): the peak minus
+    this is the decode's working set."""
     run_peak_gb: float | None
     reserved_peak_gb: float | None
     untraced_changes: list[str] = field(default_factory=list)

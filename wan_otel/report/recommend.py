@@ -38,8 +38,8 @@ def _offload(
     if m.weights_gb and m.run_peak_gb is not None and s.vram_gb:
         activation = max(
             (m.dit_activation_peak_gb or 0.0),
-            (m.vae_peak_gb - m.vae_start_gb)
-            if m.vae_peak_gb is not None and m.vae_start_gb is not None
+            (m.vae_peak_gb - m.vae_baseline_gb)
+            if m.vae_peak_gb is not None and m.vae_baseline_gb is not None
             else 0.0,
         )
         resident = sum(m.weights_gb.values()) + activation
@@ -88,8 +88,8 @@ def _idle_stages(
     if (
         any(line.key == "text_encoding" for line in idle)
         and m.text_encoder_peak_gb is not None
-        and m.text_encoder_start_gb is not None
-        and m.text_encoder_peak_gb - m.text_encoder_start_gb < 0.05
+        and m.text_encoder_baseline_gb is not None
+        and m.text_encoder_peak_gb - m.text_encoder_baseline_gb < 0.05
     ):
         hint = (
             " Text encoding allocated no GPU memory: the encoder ran on the CPU; on the GPU it "

@@ -149,15 +149,15 @@ def _memory(r: Report, g: _Glyphs) -> list[str]:
     if m.dit_activation_peak_gb is not None:
         lines.append(
             f"- {'DiT activation peak':<26}: {m.dit_activation_peak_gb:6.2f} GiB "
-            f"(step {m.dit_activation_step} peak minus memory at its start)"
+            f"(step {m.dit_activation_step} peak minus memory when its work began)"
         )
     for label, peak, start in (
-        ("Text encoder peak", m.text_encoder_peak_gb, m.text_encoder_start_gb),
-        ("VAE decode peak", m.vae_peak_gb, m.vae_start_gb),
+        ("Text encoder peak", m.text_encoder_peak_gb, m.text_encoder_baseline_gb),
+        ("VAE decode peak", m.vae_peak_gb, m.vae_baseline_gb),
     ):
         if peak is not None:
             growth = (
-                f" ({peak - start:+.2f} GiB over {start:.2f} GiB at start)"
+                f" ({peak - start:+.2f} GiB over {start:.2f} GiB when its work began)"
                 if start is not None
                 else ""
             )

@@ -125,8 +125,10 @@ def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> Ru
         # would otherwise be counted twice.
         strays = [s for s in mine if s.trace_id != root.trace_id]
         if strays:
-            notes.append(f"{len(strays)} span(s) with this run id belong to other traces "
-                         "(a reused run id?); ignored")
+            notes.append(
+                f"{len(strays)} span(s) with this run id belong to other traces "
+                "(a reused run id?); ignored"
+            )
             mine = [s for s in mine if s.trace_id == root.trace_id]
             by_id = {s.span_id: s for s in mine}
     children: dict[str, list[SpanRecord]] = {}
