@@ -87,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             # diffusers' WanImageToVideoPipeline cleans prompts with ftfy unconditionally.
             raise WanOtelError("--image needs the ftfy package: pip install ftfy")
     defaults = presets.defaults_for(source)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     dtype = (
         DTYPES[args.dtype]
         if args.dtype
@@ -133,7 +133,8 @@ def _pick(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-def _device(name: str | None) -> torch.device:
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``: a torch device, CUDA when available by default."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -181,6 +181,21 @@ def _assemble(
     return diffusers.WanPipeline(**components, boundary_ratio=None, expand_timesteps=True)
 
 
+def image_variant(pipe: Any) -> Any:
+    """A ``WanImageToVideoPipeline`` on the very components of a ``WanPipeline`` (no weight is
+    copied or moved), so that one loaded model serves text and image requests. Not
+    diffusers' ``from_pipe``: it casts the shared modules to float32."""
+    diffusers, _ = _libraries()
+    config = pipe.config
+    return diffusers.WanImageToVideoPipeline(
+        tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
+        scheduler=pipe.scheduler, image_processor=None, image_encoder=None,
+        transformer=pipe.transformer, transformer_2=getattr(pipe, "transformer_2", None),
+        boundary_ratio=config.get("boundary_ratio"),
+        expand_timesteps=bool(config.get("expand_timesteps")),
+    )  # fmt: skip
+
+
 def load_checkpoint(
     model_dir: Path, *, dtype: torch.dtype, image: bool = False, scope: ComponentScope = _no_scope
 ) -> Built:

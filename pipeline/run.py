@@ -5,13 +5,17 @@ pipeline call (instrumented through ``use_generation``) and the export are one t
 run in the store. On a GPU the in-process GPU sampler writes the run's ``gpu_samples.jsonl``
 beside its spans. A model error ends the spans with status ERROR and re-raises; the run is in
 the store all the same.
+
+The pieces are public so that a server can build the pipeline once (``initialize`` under its
+start-up generation) and then run many generations on it (``new_generation`` + ``generate``),
+each with the same instrumentation and the same span tree as ``wan-otel run``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,28 +73,11 @@ def run(config: RunConfig, telemetry: Telemetry) -> Outcome:
     pipe: Any = None
     error: BaseException | None = None
     # The sampler starts first so that its samples cover the root span's whole window.
-    with _gpu_samples(config):
-        metrics = PipelineMetrics(telemetry.meter_provider)
-        metrics.started()
-        generation = Generation(
-            timeline_for(config.device),
-            run_id=config.run_id,
-            memory=memory_for(config.device),
-            finishers=[
-                SpanEmitter(telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__)),
-                metrics,
-            ],
-            nvtx=config.device.type == "cuda",
-            listeners=config.listeners,
-            guard=Guard(metrics.instrumentation_error),
-            attributes=_config_attributes(config),
-        )
+    with gpu_samples(config.device, config.store, config.run_id):
+        generation = new_generation(config, telemetry, PipelineMetrics(telemetry.meter_provider))
         try:
-            pipe = _initialize(config, generation, telemetry)
-            with use_generation(pipe, generation):
-                result = pipe(**_call_arguments(config))
-            if config.output is not None:
-                _export(config, generation, result.frames)
+            pipe = initialize(config, generation, telemetry)
+            generate(pipe, config, generation)
         except BaseException as exc:
             error = exc
         finally:
@@ -103,7 +90,48 @@ def run(config: RunConfig, telemetry: Telemetry) -> Outcome:
     return outcome
 
 
-def _config_attributes(config: RunConfig) -> dict[str, Any]:
+def new_generation(
+    config: RunConfig,
+    telemetry: Telemetry,
+    metrics: PipelineMetrics,
+    emitter: SpanEmitter | None = None,
+) -> Generation:
+    """The generation (root record) of one run, counted as active in ``metrics`` until it
+    finishes. ``emitter``: how its spans are written (default: a root with no parent)."""
+    if emitter is None:
+        emitter = SpanEmitter(telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__))
+    metrics.started()
+    return Generation(
+        timeline_for(config.device),
+        run_id=config.run_id,
+        memory=memory_for(config.device),
+        finishers=[emitter, metrics],
+        nvtx=config.device.type == "cuda",
+        listeners=config.listeners,
+        guard=Guard(metrics.instrumentation_error),
+        attributes=config_attributes(config),
+    )
+
+
+def generate(
+    pipe: Any,
+    config: RunConfig,
+    generation: Generation,
+    callback_on_step_end: Callable[..., Any] | None = None,
+) -> None:
+    """One call of an instrumented ``pipe`` recorded into ``generation``, then the export
+    when ``config.output`` is set. ``callback_on_step_end`` goes to the pipeline as is (an
+    application may stop a run between steps by raising from it)."""
+    arguments = _call_arguments(config)
+    if callback_on_step_end is not None:
+        arguments["callback_on_step_end"] = callback_on_step_end
+    with use_generation(pipe, generation):
+        result = pipe(**arguments)
+    if config.output is not None:
+        _export(config, generation, result.frames)
+
+
+def config_attributes(config: RunConfig) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         semconv.MODEL_SOURCE: config.source,
         semconv.MODEL_TASK: presets.TASK_TI2V,
@@ -126,7 +154,7 @@ def _config_attributes(config: RunConfig) -> dict[str, Any]:
     return attrs
 
 
-def _initialize(config: RunConfig, generation: Generation, telemetry: Telemetry) -> Any:
+def initialize(config: RunConfig, generation: Generation, telemetry: Telemetry) -> Any:
     """Build (component spans), instrument, place on the device, under ``initialize``."""
     with generation.span(semconv.SPAN_INITIALIZE):
 
@@ -208,15 +236,22 @@ def _export(config: RunConfig, generation: Generation, frames: Any) -> None:
 
 @contextlib.contextmanager
 def _gpu_samples(config: RunConfig) -> Iterator[None]:
+    """``gpu_samples`` for one run's config."""
+    with gpu_samples(config.device, config.store, config.run_id):
+        yield
+
+
+@contextlib.contextmanager
+def gpu_samples(device: torch.device, store: Path | None, run_id: str) -> Iterator[None]:
     """The in-process GPU sampler, on a GPU with a store; any failure is one warning."""
-    if config.device.type != "cuda" or config.store is None:
+    if device.type != "cuda" or store is None:
         yield
         return
     recorder = None
     try:
         from wan_otel.exporter.recorder import GpuSampleRecorder
 
-        path = config.store / config.run_id / SAMPLES_FILE
+        path = store / run_id / SAMPLES_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         recorder = GpuSampleRecorder(path, interval_s=SAMPLE_INTERVAL_S)
         if not recorder.start():

@@ -8,38 +8,73 @@ microseconds), so the tree the report reads is always well nested. Depends on th
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from wan_otel import semconv
 from wan_otel.pipeline.generation import MERGED_MOVES, AttributeValue, Generation, Record
 from wan_otel.pipeline.timing import Timeline
 
+_log = logging.getLogger(__name__)
+
+RootHook = Callable[[trace.Span], None]
+"""Called with the live root span after its children were emitted, before it ends."""
+
 
 class SpanEmitter:
-    """The finisher that writes a generation's spans through ``tracer``."""
+    """The finisher that writes a generation's spans through ``tracer``.
 
-    def __init__(self, tracer: Tracer, context: Context | None = None) -> None:
+    ``context``: the root's parent (a caller's span; none: the root starts a trace).
+    ``links``: links of the root span (a server's runs link to its start-up trace).
+    ``on_root``: adds spans that are not records under the root (a server's queue wait),
+    before the root ends, so that the run store sees the root last. After emission,
+    ``root_context`` is the root span's context.
+    """
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        context: Context | None = None,
+        *,
+        links: Sequence[Link] = (),
+        on_root: RootHook | None = None,
+    ) -> None:
         self._tracer = tracer
         self._context = context
+        self._links = tuple(links)
+        self._on_root = on_root
+        self.root_context: SpanContext | None = None
 
     def __call__(self, generation: Generation) -> None:
-        emit_spans(generation, self._tracer, self._context)
+        emitter = _emit(generation, self._tracer, self._context, self._links, self._on_root)
+        self.root_context = emitter.root_context
 
 
 def emit_spans(generation: Generation, tracer: Tracer, context: Context | None = None) -> int:
     """Create and end one span per record, parents before children; returns the count."""
+    return _emit(generation, tracer, context, (), None).count
+
+
+def _emit(
+    generation: Generation,
+    tracer: Tracer,
+    context: Context | None,
+    links: Sequence[Link],
+    on_root: RootHook | None,
+) -> _Emitter:
     common: dict[str, AttributeValue] = {
         semconv.RUN_ID: generation.run_id,
         semconv.TIMING_SOURCE: generation.timeline.source,
     }
     _fetch_tensors(generation.root)
-    emitter = _Emitter(tracer, generation.timeline, common)
+    emitter = _Emitter(tracer, generation.timeline, common, links, on_root)
     emitter.visit(generation.root, None, context, None)
-    return emitter.count
+    return emitter
 
 
 def _fetch_tensors(root: Record) -> None:
@@ -67,11 +102,21 @@ def _fetch_tensors(root: Record) -> None:
 
 
 class _Emitter:
-    def __init__(self, tracer: Tracer, timeline: Timeline, common: dict[str, AttributeValue]):
+    def __init__(
+        self,
+        tracer: Tracer,
+        timeline: Timeline,
+        common: dict[str, AttributeValue],
+        links: Sequence[Link] = (),
+        on_root: RootHook | None = None,
+    ):
         self._tracer = tracer
         self._timeline = timeline
         self._common = common
+        self._links = links
+        self._on_root = on_root
         self.count = 0
+        self.root_context: SpanContext | None = None
 
     def _window(self, record: Record) -> tuple[int, int]:
         ns = self._timeline.time_ns
@@ -100,9 +145,17 @@ class _Emitter:
             attrs[semconv.ERROR_TYPE] = record.error_type
         attrs.update(self._common)
         ctx = trace.set_span_in_context(parent) if parent is not None else context
+        is_root = parent is None
         span = self._tracer.start_span(
-            record.name, context=ctx, kind=SpanKind.INTERNAL, attributes=attrs, start_time=start
+            record.name,
+            context=ctx,
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=start,
+            links=self._links if is_root else None,
         )
+        if is_root:
+            self.root_context = span.get_span_context()
         if record.error_type is not None:
             message = (
                 f"{record.error_type}: {record.error_message}" if record.error_message else None
@@ -110,6 +163,11 @@ class _Emitter:
             span.set_status(Status(StatusCode.ERROR, message or record.error_type))
         for child in record.children:
             self.visit(child, span, None, (start, end))
+        if is_root and self._on_root is not None:
+            try:
+                self._on_root(span)
+            except Exception:  # the application's hook: the run's own spans must still end
+                _log.warning("span hook failed; the root span is emitted without it", exc_info=True)
         span.end(end_time=end)
         self.count += 1
 

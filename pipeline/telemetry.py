@@ -33,6 +33,8 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from wan_otel import semconv
 from wan_otel.pipeline.metrics import METER_NAME
@@ -65,6 +67,10 @@ class TelemetryConfig:
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S
     span_processors: Sequence[SpanProcessor] = ()
     metric_readers: Sequence[MetricReader] = ()
+    sampler: Sampler | None = None
+    """None: the SDK's (``OTEL_TRACES_SAMPLER``, parent-based always-on by default)."""
+    id_generator: IdGenerator | None = None
+    """None: random ids."""
 
 
 @dataclass
@@ -269,7 +275,12 @@ def resource() -> Resource:
 
 def setup_telemetry(config: TelemetryConfig) -> Telemetry:
     res = resource()
-    tracer_provider = TracerProvider(resource=res, shutdown_on_exit=False)
+    tracer_provider = TracerProvider(
+        resource=res,
+        shutdown_on_exit=False,
+        sampler=config.sampler,
+        id_generator=config.id_generator,
+    )
     readers: list[MetricReader] = list(config.metric_readers)
     telemetry_kwargs: dict[str, Any] = {}
     closers: list[Callable[[], None]] = []

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("wan_otel.report.cli", "performance report of one run (local store)"),
     "runs": ("wan_otel.store.cli", "list the runs in the local store, newest first"),
     "exporter": ("wan_otel.exporter.cli", "serve NVML/GPM GPU metrics for Prometheus"),
+    "serve": (
+        "wan_otel.pipeline.serve.cli",
+        "serve Wan2.2 generations over HTTP (OpenAI video API shape), each request a traced run",
+    ),
 }
 
 

@@ -543,3 +543,82 @@ def prometheus_metric_names() -> set[str]:
     for base in PROMETHEUS_NAMES.values():
         names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     return names
+
+
+# --------------------------------------------------------------------------------------------
+# Serving (``wan-otel serve``): the queue, the jobs and the HTTP API around the pipeline
+# --------------------------------------------------------------------------------------------
+
+SPAN_QUEUE_WAIT: Final = "wan.server.queue_wait"
+"""The time a request waited in the server's queue: from its ``POST /v1/videos`` to the start
+of its generation. A child of the run's root span, emitted when the run ends with its real
+start and end, which precede the root's window (the root covers the generation only, so that
+its duration, the report and the generation metrics are the same as ``wan-otel run``'s)."""
+
+SERVER_RUN_KIND: Final = "wan.server.run_kind"
+"""string, on root spans of ``wan-otel serve``: ``startup`` (the run that loads the model and
+warms it up: initialization spans and one tiny generation) or ``request`` (one API job)."""
+
+SERVER_RUN_KINDS: Final = ("startup", "request")
+"""Values of SERVER_RUN_KIND."""
+
+SERVER_STARTUP_RUN_ID: Final = "wan.server.startup_run_id"
+"""string, on a request's root span and its link: the run id of the server's start-up run,
+whose trace holds the model's initialization (the root span also links to that trace)."""
+
+SERVER_QUEUE_POSITION: Final = "wan.server.queue.position"
+"""int, on the queue-wait span: requests ahead of this one when it was queued (0: it was
+next), counting the one running."""
+
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+"""string. Standard OTel key: the HTTP method; a label of SERVER_REQUESTS."""
+
+HTTP_ROUTE: Final = "http.route"
+"""string. Standard OTel key: the matched route template (``/v1/videos/{id}``, never an id);
+a label of SERVER_REQUESTS."""
+
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+"""int. Standard OTel key: the response status; a label of SERVER_REQUESTS."""
+
+HEADER_RUN_ID: Final = "X-Wan-Run-Id"
+"""HTTP response header: the job's run id (its id in the API and its folder in the store)."""
+
+HEADER_TRACE_ID: Final = "X-Trace-Id"
+"""HTTP response header: the trace id (32 hex digits) of the job's run: the caller's trace
+when the request carried a W3C ``traceparent``, else one the server started."""
+
+METRIC_SERVER_QUEUE_WAIT: Final = "wan.server.queue.wait"
+"""Histogram, seconds, label ``model``: time from a request's arrival to the start of its
+generation (DURATION_BUCKETS_S). Prometheus: ``wan_server_queue_wait_seconds``."""
+
+METRIC_SERVER_QUEUE_DEPTH: Final = "wan.server.queue.depth"
+"""Gauge, requests waiting (not counting the one running), read at each scrape. Prometheus:
+``wan_server_queue_depth``."""
+
+METRIC_SERVER_QUEUE_CAPACITY: Final = "wan.server.queue.capacity"
+"""Gauge, the most requests that may wait (``--max-queue``); a request beyond it gets 429.
+Prometheus: ``wan_server_queue_capacity``."""
+
+METRIC_SERVER_JOBS: Final = "wan.server.jobs"
+"""Counter, jobs that reached a final status (label ``status``: completed, failed or
+cancelled). Prometheus: ``wan_server_jobs_total``."""
+
+METRIC_SERVER_REQUESTS: Final = "wan.server.requests"
+"""Counter, HTTP requests answered (labels ``http_request_method``, ``http_route``,
+``http_response_status_code``): 429s are rejections for a full queue, 503s while starting or
+shutting down. Prometheus: ``wan_server_requests_total``."""
+
+LABEL_JOB_STATUS: Final = "status"
+"""Metric label of METRIC_SERVER_JOBS: ``completed``, ``failed`` or ``cancelled``."""
+
+SERVER_PROMETHEUS_NAMES: Final = {
+    METRIC_SERVER_QUEUE_WAIT: "wan_server_queue_wait_seconds",
+    METRIC_SERVER_QUEUE_DEPTH: "wan_server_queue_depth",
+    METRIC_SERVER_QUEUE_CAPACITY: "wan_server_queue_capacity",
+    METRIC_SERVER_JOBS: "wan_server_jobs_total",
+    METRIC_SERVER_REQUESTS: "wan_server_requests_total",
+}
+"""OTel instrument name -> Prometheus name, as PROMETHEUS_NAMES for the pipeline's."""
+
+SERVER_DEFAULT_PORT: Final = 8000
+"""TCP port ``wan-otel serve`` listens on by default (the Deployment's ``http`` port)."""

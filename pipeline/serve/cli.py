@@ -1,0 +1,154 @@
+"""``wan-otel serve``: flags, signals, and one line per life event on stderr.
+
+Runs until SIGTERM or SIGINT, then stops gracefully (``server.py``): exit 0. A model that
+fails to load exits 1 (Kubernetes restarts the pod); bad flags, a busy port or a store used by
+another server are one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import torch
+
+from wan_otel import semconv
+from wan_otel.errors import ExitStatus, WanOtelError
+from wan_otel.pipeline import presets
+from wan_otel.pipeline.cli import DTYPES, resolve_device
+from wan_otel.pipeline.serve.engine import EngineConfig
+from wan_otel.pipeline.serve.server import ServeConfig, Server
+from wan_otel.store.run_store import default_store_root
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset",
+        choices=presets.PRESETS,
+        help="random-weight model built in code (default: tiny)",
+    )
+    source.add_argument(
+        "--model", type=Path, metavar="DIR", help="a Wan2.2-TI2V-5B-Diffusers checkpoint folder"
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=semconv.SERVER_DEFAULT_PORT,
+        help=f"TCP port (default {semconv.SERVER_DEFAULT_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=16,
+        metavar="N",
+        help="requests that may wait behind the running one; more get 429 (default 16)",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="run store: spans, jobs and videos (default: $WAN_OTEL_STORE or ./wan-otel-runs)",
+    )
+    parser.add_argument("--offload", choices=semconv.OFFLOAD_MODES, default="none")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on CUDA")
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=45.0,
+        metavar="S",
+        help="on SIGTERM, how long the running job may take to finish before it is stopped "
+        "(default 45: within Kubernetes' 60 s termination grace, with time to flush telemetry)",
+    )
+    parser.add_argument(
+        "--record-prompt",
+        action="store_true",
+        help="record prompts in spans and job records (default: only length and SHA-256)",
+    )
+    parser.add_argument("--max-sequence-length", type=int, help=argparse.SUPPRESS)
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """Resolve defaults and check the flags; bad input raises ``WanOtelError``."""
+    source = presets.SOURCE_CHECKPOINT if args.model is not None else args.preset or presets.TINY
+    if args.model is not None and not (args.model / "model_index.json").is_file():
+        raise WanOtelError(
+            f"--model {args.model}: not a diffusers model folder (no model_index.json)"
+        )
+    if args.max_queue < 0:
+        raise WanOtelError(f"--max-queue {args.max_queue}: must be 0 or more")
+    if args.grace_seconds < 0:
+        raise WanOtelError(f"--grace-seconds {args.grace_seconds}: must be 0 or more")
+    if not 0 <= args.port <= 65535:
+        raise WanOtelError(f"--port {args.port}: must be 0 to 65535")
+    device = resolve_device(args.device)
+    dtype = DTYPES[args.dtype] if args.dtype else (
+        torch.bfloat16 if device.type == "cuda" else torch.float32
+    )  # fmt: skip
+    engine = EngineConfig(
+        source=source,
+        device=device,
+        dtype=dtype,
+        offload=args.offload,
+        store=args.store or default_store_root(),
+        model_dir=args.model,
+        record_prompt=args.record_prompt,
+        max_sequence_length=args.max_sequence_length,
+    )
+    return ServeConfig(
+        engine=engine,
+        host=args.host,
+        port=args.port,
+        max_queue=args.max_queue,
+        grace_s=args.grace_seconds,
+    )
+
+
+def _say(line: str) -> None:
+    print(f"wan-otel serve: {line}", file=sys.stderr, flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    server = Server(config)
+    try:
+        server.start()
+        store = config.engine.store
+        _say(f"listening on http://{config.host}:{server.port} (store {store}); loading the model")
+        if server.recovered:
+            _say(f"{len(server.recovered)} job(s) lost by the previous server marked failed")
+        announced = False
+        while not stop.wait(0.2):
+            if server.load_error is not None:
+                error = server.load_error
+                _say(f"the model failed to load: {type(error).__name__}: {error}")
+                server.shutdown()
+                return ExitStatus.ERROR
+            if not announced and server.loaded_s is not None:
+                announced = True
+                _say(
+                    f"ready: {server.engine.model_name} loaded and warmed up in "
+                    f"{server.loaded_s:.1f} s (start-up run {server.engine.startup_run_id})"
+                )
+        _say(f"stopping: no new jobs; the running one has {config.grace_s:g} s to finish")
+        report = server.shutdown()
+        _say(
+            f"stopped: {report.failed_queued} queued job(s) failed"
+            + (f"; running job {report.stopped_running}" if report.stopped_running else "")
+            + (f"; {report.dropped_spans} span(s) not delivered" if report.dropped_spans else "")
+        )
+        return ExitStatus.OK
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
