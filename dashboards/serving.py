@@ -1,8 +1,8 @@
 """The Serving dashboard: throughput, failures, end-to-end, step and stage latency, frames/s.
 
 Reads the pipeline's OTel metrics as Prometheus names them (``semconv.PROMETHEUS_NAMES``).
-Queue depth is not part of the naming contract, so there is no queue panel; generations in
-progress come from ``wan_generations_active``.
+Generations in progress come from ``wan_generations_active``. The server's queue metrics
+(``semconv.SERVER_PROMETHEUS_NAMES``, from ``wan-otel serve``) have no panel here yet.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         if (exc.name or "").startswith("wan_otel"):
             raise
-        extra = {"run": "pipeline", "exporter": "exporter"}.get(name, "")
+        extra = {"run": "pipeline", "serve": "pipeline", "exporter": "exporter"}.get(name, "")
         print(
             f"wan-otel: `{name}` needs more packages ({exc.name} is missing): "
             f"pip install 'wan-otel[{extra}]'",

@@ -534,13 +534,13 @@ SAMPLE_ENERGY: Final = "energy_j"
 
 def prometheus_metric_names() -> set[str]:
     """Every Prometheus series name the contract defines: the exporter's metrics and the
-    pipeline's instruments (histograms with ``_bucket``, ``_sum`` and ``_count``)."""
+    pipeline's and server's instruments (histograms with ``_bucket``, ``_sum``, ``_count``)."""
     names = {
         value
         for key, value in globals().items()
         if key.isupper() and isinstance(value, str) and value.startswith("wan_")
     }
-    for base in PROMETHEUS_NAMES.values():
+    for base in (*PROMETHEUS_NAMES.values(), *SERVER_PROMETHEUS_NAMES.values()):
         names |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     return names
 

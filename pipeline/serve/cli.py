@@ -80,8 +80,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         raise WanOtelError(
             f"--model {args.model}: not a diffusers model folder (no model_index.json)"
         )
-    if args.max_queue < 0:
-        raise WanOtelError(f"--max-queue {args.max_queue}: must be 0 or more")
+    if args.max_queue < 1:
+        raise WanOtelError(f"--max-queue {args.max_queue}: must be 1 or more")
     if args.grace_seconds < 0:
         raise WanOtelError(f"--grace-seconds {args.grace_seconds}: must be 0 or more")
     if not 0 <= args.port <= 65535:

@@ -146,3 +146,12 @@ def test_reused_run_id_reports_the_last_trace_only(tmp_path: Path) -> None:
     assert body["summary"]["steps_done"] == 30  # not 60
     assert "2 root spans carry this run id; the last one is reported" in body["notes"]
     assert any("belong to other traces (a reused run id?)" in n for n in body["notes"])
+
+
+def test_runs_lists_a_run_that_has_no_spans_yet(reference_store: Path) -> None:
+    (reference_store / "in-progress").mkdir()
+    (reference_store / "in-progress" / SAMPLES_FILE).write_text("")
+    result = run_cli("runs", "--store", str(reference_store))
+    assert result.code == 0, result.err
+    (line,) = [row for row in result.out.splitlines() if row.startswith("in-progress")]
+    assert line.endswith("no spans yet")

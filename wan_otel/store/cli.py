@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _from_spans(store: RunStore, run_id: str) -> dict[str, Any]:
     """A summary for a run whose ``run.json`` is missing (it never ended): read its spans."""
-    spans = read_spans(store.run_dir(run_id) / SPANS_FILE, [])
+    path = store.run_dir(run_id) / SPANS_FILE
+    if not path.is_file():  # a run in progress: only GPU samples (or nothing) written yet
+        return {"run_id": run_id, "start_ns": 0, "status": "no spans yet"}
+    spans = read_spans(path, [])
     mine = [s for s in spans if s.attributes.get(sc.RUN_ID) == run_id]
     roots = [s for s in mine if s.name == sc.SPAN_GENERATE]
     if not mine:
