@@ -1,45 +1,47 @@
 """``wan-otel run``: flags, their defaults per model, and the run's one-line outcome.
 
 Defaults follow the model: TI2V-5B's reference settings (1280x704, 121 frames, 24 fps, 50
-steps, guidance 5.0) for ``ti2v-5b-random`` and checkpoints, toy sizes for ``tiny``. Bad flags
-raise ``WanOtelError`` (one line, exit 2, from ``wan_otel.cli``); a failed generation prints
-one line naming the run, which is in the store all the same, and exits 1.
+steps, guidance 5.0) for ``ti2v-5b-random`` and checkpoints, toy sizes for ``tiny``. Every flag
+is checked before any work: a bad one raises ``WanOtelError`` (one line, exit 2, from
+``wan_otel.cli``). A failed generation prints one line naming the run, which is in the store
+all the same, and exits 1; SIGTERM or SIGINT stop it with its spans written and exit
+``128 + signal``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
-import torch
-
-from wan_otel import semconv
 from wan_otel.errors import ExitStatus, WanOtelError
 from wan_otel.pipeline import presets
-from wan_otel.pipeline.generation import new_run_id
+from wan_otel.pipeline.interrupt import RunInterrupted, signals_interrupt
+from wan_otel.pipeline.model_flags import (
+    ModelChoice,
+    add_model_arguments,
+    check_port,
+    check_port_free,
+    max_frames,
+    max_side,
+    model_from_args,
+)
 from wan_otel.pipeline.progress import ProgressBar
-from wan_otel.pipeline.run import RunConfig, run
+from wan_otel.pipeline.run import RunRequest, run
 from wan_otel.pipeline.telemetry import TelemetryConfig, setup_telemetry
-from wan_otel.store.run_store import check_run_id, default_store_root
+from wan_otel.store.run_store import RunStore, check_run_id, default_store_root, new_run_id
 
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-SPATIAL_MULTIPLE = 32
-"""TI2V-5B: VAE stride 16 x patch size 2."""
+MAX_STEPS = 10_000
+MAX_FPS = 240
+MAX_GUIDANCE = 100.0
+MAX_SEED = 2**63 - 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--preset",
-        choices=presets.PRESETS,
-        help="random-weight model built in code (default: tiny)",
-    )
-    source.add_argument(
-        "--model", type=Path, metavar="DIR", help="a Wan2.2-TI2V-5B-Diffusers checkpoint folder"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--negative-prompt", default=None)
     parser.add_argument("--image", type=Path, help="first frame: TI2V image-to-video")
@@ -50,10 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--fps", type=int, help="frames per second of the mp4")
-    parser.add_argument("--offload", choices=semconv.OFFLOAD_MODES, default="none")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on CUDA")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--max-sequence-length", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help="write the video here (mp4)")
     parser.add_argument("--run-id", help="default: time-based with a random suffix")
     parser.add_argument(
@@ -61,67 +59,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-store", action="store_true", help="do not write the run store")
     parser.add_argument(
-        "--record-prompt",
-        action="store_true",
-        help="record the prompt text in spans (default: only its length and SHA-256)",
-    )
-    parser.add_argument(
         "--prometheus-port", type=int, help="serve the run's OTel metrics for Prometheus here"
     )
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
+def request_from_args(args: argparse.Namespace) -> RunRequest:
     """Resolve defaults and check the flags; bad input raises ``WanOtelError``."""
-    source = presets.SOURCE_CHECKPOINT if args.model is not None else args.preset or presets.TINY
-    if args.model is not None:
-        if not args.model.is_dir():
-            raise WanOtelError(f"--model {args.model}: no such folder")
-        if not (args.model / "model_index.json").is_file():
-            raise WanOtelError(
-                f"--model {args.model}: not a diffusers model folder (no model_index.json)"
-            )
-    if args.image is not None:
-        if not args.image.is_file():
-            raise WanOtelError(f"--image {args.image}: no such file")
-        if importlib.util.find_spec("ftfy") is None:
-            # diffusers' WanImageToVideoPipeline cleans prompts with ftfy unconditionally.
-            raise WanOtelError("--image needs the ftfy package: pip install ftfy")
-    defaults = presets.defaults_for(source)
-    device = resolve_device(args.device)
-    dtype = (
-        DTYPES[args.dtype]
-        if args.dtype
-        else (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    )
+    model = model_from_args(args)
+    defaults = presets.defaults_for(model.source)
     height = _pick(args.height, defaults.height)
     width = _pick(args.width, defaults.width)
+    _check_size(model, height, width)
     frames = _pick(args.frames, defaults.frames)
-    for flag, value in (("--height", height), ("--width", width)):
-        if value <= 0 or value % SPATIAL_MULTIPLE:
-            raise WanOtelError(f"{flag} {value}: must be a positive multiple of {SPATIAL_MULTIPLE}")
-    if frames < 1 or (frames - 1) % 4:
-        raise WanOtelError(f"--frames {frames}: must be 4k+1 (1, 5, 9, ... 121)")
+    longest = max_frames(model)
+    if not 1 <= frames <= longest or (frames - 1) % presets.TEMPORAL_FACTOR:
+        raise WanOtelError(f"--frames {frames}: must be 4k+1 from 1 to {longest} (1, 5, 9, ...)")
     steps = _pick(args.steps, defaults.steps)
-    if steps < 1:
-        raise WanOtelError(f"--steps {steps}: must be at least 1")
-    store = None if args.no_store else (args.store or default_store_root())
-    return RunConfig(
-        source=source,
-        run_id=check_run_id(args.run_id) if args.run_id else new_run_id(),
+    _check_range("--steps", steps, 1, MAX_STEPS)
+    fps = _pick(args.fps, defaults.fps)
+    _check_range("--fps", fps, 1, MAX_FPS)
+    guidance = defaults.guidance if args.guidance is None else args.guidance
+    if not math.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise WanOtelError(f"--guidance {guidance}: must be 0 to {MAX_GUIDANCE:g}")
+    if args.seed is not None:
+        _check_range("--seed", args.seed, 0, MAX_SEED)
+    _check_image(args.image)
+    if args.output is not None and args.output.is_dir():
+        raise WanOtelError(f"--output {args.output}: a folder; name the mp4 file")
+    check_port("--prometheus-port", args.prometheus_port)
+    if args.prometheus_port is not None:
+        check_port_free("--prometheus-port", "0.0.0.0", args.prometheus_port)
+    store = None
+    if not args.no_store:
+        store = RunStore(args.store or default_store_root())
+        store.check_writable()
+    return RunRequest(
+        model=model,
+        run_id=check_run_id(args.run_id) if args.run_id is not None else new_run_id(),
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
         height=height,
         width=width,
         frames=frames,
         steps=steps,
-        guidance=defaults.guidance if args.guidance is None else args.guidance,
-        fps=_pick(args.fps, defaults.fps),
+        guidance=guidance,
+        fps=fps,
         seed=args.seed,
-        offload=args.offload,
-        device=device,
-        dtype=dtype,
-        max_sequence_length=_pick(args.max_sequence_length, defaults.max_sequence_length),
-        model_dir=args.model,
+        max_sequence_length=model.max_sequence_length or defaults.max_sequence_length,
         image=args.image,
         output=args.output,
         store=store,
@@ -133,69 +117,87 @@ def _pick(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``--device``: a torch device, CUDA when available by default."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise WanOtelError(f"--device {name}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise WanOtelError(f"--device {name}: CUDA is not available")
-    return device
+def _check_range(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise WanOtelError(f"{flag} {value}: must be {low} to {high}")
+
+
+def _check_size(model: ModelChoice, height: int, width: int) -> None:
+    multiple = presets.SPATIAL_MULTIPLE
+    largest = max_side(model)
+    for flag, value in (("--height", height), ("--width", width)):
+        if value <= 0 or value % multiple or value > largest:
+            raise WanOtelError(
+                f"{flag} {value}: must be a multiple of {multiple} from {multiple} to {largest}"
+            )
+
+
+def _check_image(image: Path | None) -> None:
+    if image is None:
+        return
+    if not image.is_file():
+        raise WanOtelError(f"--image {image}: no such file")
+    if importlib.util.find_spec("ftfy") is None:
+        # diffusers' WanImageToVideoPipeline cleans prompts with ftfy unconditionally.
+        raise WanOtelError("--image needs the ftfy package: pip install ftfy")
 
 
 def main(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if config.store is not None and (config.store / config.run_id).exists():
-        # Appending a second generation to a run would mix two runs' spans in one report.
-        raise WanOtelError(
-            f"run {config.run_id!r} already exists in {config.store}: choose another --run-id"
-        )
+    request = request_from_args(args)
     telemetry = setup_telemetry(
-        TelemetryConfig(store=config.store, prometheus_port=args.prometheus_port)
+        TelemetryConfig(store=request.store, prometheus_port=args.prometheus_port)
     )
-    progress = ProgressBar(config.steps)
-    config.listeners.append(progress)
-    try:
-        outcome = run(config, telemetry)
-    except WanOtelError:  # bad input found late (a checkpoint folder): one line, exit 2
-        progress.close()
-        telemetry.shutdown()
-        raise
-    except Exception as exc:
-        progress.close()
-        telemetry.shutdown()
-        if getattr(args, "traceback", False):
+    progress = ProgressBar(request.steps)
+    with signals_interrupt() as signals:
+        try:
+            outcome = run(request, telemetry, listeners=[progress], signals=signals)
+        except RunInterrupted as exc:
+            print(f"wan-otel: {_interrupted(request, exc)} ({_where(request)})", file=sys.stderr)
+            return exc.exit_code
+        except WanOtelError:  # bad input found late (a checkpoint folder): one line, exit 2
             raise
-        where = _report_hint(config) if config.store is not None else "not stored (--no-store)"
-        print(
-            f"wan-otel: generation failed: {type(exc).__name__}: {_one_line(exc)} "
-            f"(run {config.run_id}; "
-            f"{where})",
-            file=sys.stderr,
-        )
-        return ExitStatus.ERROR
-    except BaseException:
-        progress.close()
-        telemetry.shutdown()
-        raise
-    progress.close()
-    report = telemetry.shutdown()
+        except Exception as exc:
+            if getattr(args, "traceback", False):
+                raise
+            print(
+                f"wan-otel: generation failed: {type(exc).__name__}: {_one_line(exc)} "
+                f"(run {request.run_id}; {_where(request)})",
+                file=sys.stderr,
+            )
+            return ExitStatus.ERROR
+        finally:
+            progress.close()
+            report = telemetry.shutdown()
     print(f"run {outcome.run_id}: {outcome.duration_s:.2f} s")
-    if config.output is not None:
-        print(f"video: {config.output}")
-    if report.dropped_spans:
-        print(f"spans dropped (OTLP): {report.dropped_spans}")
-    if config.store is not None:
-        print(f"report: {_report_hint(config)}")
+    if request.output is not None:
+        print(f"video: {request.output}")
+    if report.dropped:
+        print(f"telemetry not delivered to OTLP: {report.dropped}")
+    if request.store is not None:
+        print(f"report: {_report_hint(request)}")
+    if signals.exit_code is not None:  # a signal came while the finished run was written
+        return signals.exit_code
     return ExitStatus.OK
+
+
+def _interrupted(request: RunRequest, exc: RunInterrupted) -> str:
+    """The signal and where it stopped the run, as the run's summary says."""
+    summary = request.store.summary(request.run_id) if request.store is not None else None
+    if summary is not None and summary.detail is not None:
+        return f"run {request.run_id} interrupted by {summary.detail}"
+    return f"run {request.run_id} interrupted by {exc.signal_name}"
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def _report_hint(config: RunConfig) -> str:
-    return f"wan-otel report --run-id {config.run_id} --store {config.store}"
+def _where(request: RunRequest) -> str:
+    if request.store is None:
+        return "not stored (--no-store)"
+    return _report_hint(request)
+
+
+def _report_hint(request: RunRequest) -> str:
+    assert request.store is not None
+    return f"wan-otel report --run-id {request.run_id} --store {request.store.root}"

@@ -1,9 +1,10 @@
-"""One generation's span records: a tree built while the pipeline runs, emitted when it ends.
+"""One generation's span records: a tree built while the pipeline runs, streamed as spans.
 
 Hooks open and close ``Record``s at boundaries, taking timeline marks (CUDA events on a GPU).
-No OTel span exists until ``Generation.finish``: then the timeline is resolved with one
-synchronization and every record becomes a span with explicit start and end times, so that
-span windows are GPU time and the denoising loop gains no host synchronization.
+The generation's ``SpanStream`` turns records into OTel spans on a background thread once the
+GPU has reached their marks (``span_stream.py``), so a run killed mid-way keeps its spans up
+to its last completed step, and the denoising loop gains no host synchronization; ``finish``
+resolves what is left with one synchronization after the pipeline call.
 
 Records nest as a stack. Closing a record closes the records still open above it at the same
 mark (an exception unwinding through them). Weight moves that come in hundreds (group and
@@ -13,9 +14,7 @@ with the same key become one transfer span whose duration is the sum of the move
 
 from __future__ import annotations
 
-import secrets
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,13 +29,6 @@ AttributeValue = str | bool | int | float
 
 MERGED_MOVES = "moves"
 """Record-local count of weight moves merged into one transfer record (see ``merge_key``)."""
-
-
-def new_run_id() -> str:
-    """A fresh run id: UTC time to the second plus 6 random hex digits (sorts by time, and is
-    a valid store folder name)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 @dataclass(eq=False)
@@ -59,6 +51,13 @@ class Record:
     """Attribute values read only after the timeline resolves (e.g. a timestep tensor on the
     GPU: reading it inside the loop would synchronize)."""
     nvtx_id: int | None = None
+    provisional: bool = False
+    """Opened on speculation (a preprocess gap): it becomes a span only once it has children
+    or is closed; until then ``discard`` may drop it."""
+    sealed: bool = True
+    """False while a closed record may still be reopened: its span must not end yet."""
+    merged: bool = False
+    """Folded into a sibling (merged moves): never a span of its own."""
 
     def fail(self, exc: BaseException) -> None:
         if self.error_type is None:
@@ -75,9 +74,17 @@ class Listener(Protocol):
 
 
 class Finisher(Protocol):
-    """What runs when a generation ends: span emission, metrics."""
+    """What runs when a generation ends: metrics."""
 
     def __call__(self, generation: Generation) -> None: ...
+
+
+class Stream(Protocol):
+    """Turns the generation's records into spans while it runs (``span_stream.SpanStream``)."""
+
+    def attach(self, generation: Generation) -> None: ...
+
+    def finish(self, generation: Generation) -> None: ...
 
 
 @dataclass
@@ -98,6 +105,7 @@ class Generation:
         *,
         run_id: str,
         memory: CudaMemory | None = None,
+        stream: Stream | None = None,
         finishers: Sequence[Finisher] = (),
         nvtx: bool = False,
         listeners: Sequence[Listener] = (),
@@ -113,11 +121,18 @@ class Generation:
         self._nvtx = _nvtx_module() if nvtx else None
         self._listeners = list(listeners)
         self.outcome: Outcome | None = None
+        self.lock = threading.Lock()
+        """Held while the tree changes shape; the stream reads it under the same lock."""
         self.root = Record(semconv.SPAN_GENERATE, None, timeline.mark(), dict(attributes or {}))
+        self.records: list[Record] = [self.root]
+        """Every record in the order it was opened (parents before their children)."""
         if memory is not None:
             self.root.memory = memory.open(())
         self._nvtx_start(self.root)
         self._stack: list[Record] = [self.root]
+        self._stream = stream
+        if stream is not None:
+            stream.attach(self)
 
     # -- building -------------------------------------------------------------------------
 
@@ -141,20 +156,23 @@ class Generation:
         stream: Any = None,
         notify: bool = True,
         at: int | None = None,
+        provisional: bool = False,
     ) -> Record:
         """Open a record under the innermost open one. ``notify=False`` keeps listeners out of
-        it (a provisional stage that may be discarded); ``at`` reuses a mark taken just before
-        (a loop and its first step start together)."""
+        it; ``provisional``: it may be discarded while it has no children; ``at`` reuses a
+        mark taken just before (a loop and its first step start together)."""
         parent = self._stack[-1]
         attrs = dict(attributes or {})
         step = parent.attributes.get(semconv.DENOISE_STEP)
         if step is not None and name != semconv.SPAN_DENOISE_STEP:
             attrs.setdefault(semconv.DENOISE_STEP, step)  # "on step spans and their children"
         start = at if at is not None else self.timeline.mark(stream)
-        record = Record(name, parent, start, attrs, merge_key=merge_key)
+        record = Record(name, parent, start, attrs, merge_key=merge_key, provisional=provisional)
         if self._memory is not None:
             record.memory = self._memory.open(self._windows())
-        parent.children.append(record)
+        with self.lock:
+            parent.children.append(record)
+            self.records.append(record)
         self._stack.append(record)
         self._nvtx_start(record)
         if notify:
@@ -169,9 +187,11 @@ class Generation:
         error: BaseException | None = None,
         end: int | None = None,
         stream: Any = None,
+        seal: bool = True,
     ) -> None:
         """Close ``record`` and any record still open above it, at one mark (``end`` if given:
-        a mark taken earlier, e.g. the last step's end for the loop)."""
+        a mark taken earlier, e.g. the last step's end for the loop). ``seal=False``: it may
+        be reopened (``seal`` it when that chance has passed)."""
         if record not in self._stack:
             return
         mark = end if end is not None else self.timeline.mark(stream)
@@ -181,9 +201,11 @@ class Generation:
                 top.fail(error)
             if self._memory is not None and top.memory is not None:
                 self._memory.close(top.memory, self._windows())
-            self._stack.pop()
-            top.end = mark
-            _merge_children(top)
+            with self.lock:
+                self._stack.pop()
+                top.end = mark
+                top.sealed = seal or top is not record
+                _merge_children(top)
             self._nvtx_end(top)
             for listener in self._listeners:
                 self.guard.call(listener.on_close, top)
@@ -195,8 +217,12 @@ class Generation:
         moves to its parent."""
         if self._stack[-1] is not record or record.children or record.parent is None:
             return
-        self._stack.pop()
-        record.parent.children.remove(record)
+        with self.lock:
+            if record.children:  # a child arrived meanwhile: the record stays
+                return
+            self._stack.pop()
+            record.parent.children.remove(record)
+            self.records.remove(record)
         if record.memory is not None and record.parent.memory is not None:
             record.parent.memory.fold(record.memory.allocated_peak, record.memory.reserved_peak)
         self._nvtx_end(record)
@@ -207,7 +233,10 @@ class Generation:
         parent = self._stack[-1]
         if record.end is None or not parent.children or parent.children[-1] is not record:
             return
-        record.end = None
+        with self.lock:
+            if record.sealed:  # its span may have ended already: it stays closed
+                return
+            record.end = None
         if self._memory is not None and record.memory is not None:
             self._memory.open(self._windows())  # boundary: the gap's peak goes to the parents
             record.memory.allocated_end = record.memory.reserved_end = None
@@ -215,6 +244,22 @@ class Generation:
         self._nvtx_start(record)
         for listener in self._listeners:
             self.guard.call(listener.on_open, record)
+
+    def seal(self, record: Record | None) -> None:
+        """A closed record will not be reopened: its span may end."""
+        if record is not None and record.end is not None:
+            record.sealed = True
+
+    def where(self) -> tuple[str | None, int | None]:
+        """The stage (a direct child of the root) and the denoising step open now."""
+        stage = self._stack[1].name if len(self._stack) > 1 else None
+        step = None
+        for record in reversed(self._stack):
+            if record.name == semconv.SPAN_DENOISE_STEP:
+                value = record.attributes.get(semconv.DENOISE_STEP)
+                step = value if isinstance(value, int) else None
+                break
+        return stage, step
 
     @contextmanager
     def span(
@@ -232,13 +277,17 @@ class Generation:
     # -- ending ---------------------------------------------------------------------------
 
     def finish(self, error: BaseException | None = None) -> Outcome:
-        """Close the root, resolve the timeline (one synchronization), run the finishers (span
-        emission, metrics). Idempotent; never raises."""
+        """Close the root, resolve the timeline (one synchronization), end the remaining spans,
+        run the finishers (metrics). Idempotent; never raises."""
         if self.outcome is not None:
             return self.outcome
         if self._stack:
             self.close(self.root, error=error)
+        for record in self.records:
+            record.sealed = True
         self.guard.call(self.timeline.resolve)
+        if self._stream is not None:
+            self.guard.call(self._stream.finish, self)
         for finisher in self._finishers:
             self.guard.call(finisher, self)
         root = self.root
@@ -273,6 +322,7 @@ def _merge_children(parent: Record) -> None:
             kept.append(child)
             continue
         first = firsts.get(key)
+        child.merged = first is not None
         if first is None:
             firsts[key] = child
             child.intervals = [(child.start, child.end if child.end is not None else child.start)]

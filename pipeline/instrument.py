@@ -25,11 +25,11 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from wan_otel import __version__
-from wan_otel.pipeline.generation import Generation, new_run_id
+from wan_otel.pipeline.generation import Generation
 from wan_otel.pipeline.metrics import PipelineMetrics
 from wan_otel.pipeline.observer import PipelineObserver, Settings
 from wan_otel.pipeline.wrappers import STATE_ATTR, install_call_wrapper, remove_call_wrapper
-from wan_otel.store.run_store import check_run_id
+from wan_otel.store.run_store import check_run_id, new_run_id
 
 TRACER_NAME = "wan_otel.pipeline"
 

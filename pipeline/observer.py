@@ -34,7 +34,7 @@ from wan_otel.pipeline.hooks import (
 from wan_otel.pipeline.memory import memory_for
 from wan_otel.pipeline.metrics import PipelineMetrics
 from wan_otel.pipeline.offload import OffloadObserver, detect_offload_mode
-from wan_otel.pipeline.spans import SpanEmitter
+from wan_otel.pipeline.span_stream import SpanStream
 from wan_otel.pipeline.stages import CallObserver
 from wan_otel.pipeline.timing import timeline_for
 from wan_otel.pipeline.wrappers import MethodPatch, patch_method
@@ -173,11 +173,11 @@ class PipelineObserver:
             generation, standalone = self.bound, False
         else:
             generation, standalone = self._new_generation(), True
+        # This call's request and the pipeline's model: ours to write (an application adds
+        # only what it alone knows; a generation of our own also gets the system's).
         root = generation.root.attributes
-        for key, value in self._request_attributes(original, args, kwargs).items():
-            root.setdefault(key, value)
-        for key, value in self.static_attributes().items():
-            root.setdefault(key, value)
+        root.update(self._request_attributes(original, args, kwargs))
+        root.update(self.model_attributes())
         self.call = CallObserver(
             generation, two_experts=getattr(self.pipe, "transformer_2", None) is not None
         )
@@ -201,9 +201,11 @@ class PipelineObserver:
             timeline_for(device),
             run_id=self.settings.run_id(),
             memory=memory_for(device) if self.settings.memory else None,
-            finishers=[SpanEmitter(self.tracer, otel_context.get_current()), self.metrics],
+            stream=SpanStream(self.tracer, otel_context.get_current()),
+            finishers=[self.metrics],
             nvtx=nvtx,
             guard=self.guard,
+            attributes=describe.system_attributes(device),
         )
 
     def _request_attributes(
@@ -215,8 +217,8 @@ class PipelineObserver:
         bound.apply_defaults()
         return describe.request_attributes(bound.arguments, self.settings.record_prompt)
 
-    def static_attributes(self) -> dict[str, Any]:
-        """Model, offload mode, dtypes, weight bytes and system figures of the pipeline now."""
+    def model_attributes(self) -> dict[str, Any]:
+        """Model, offload mode, dtypes and weight bytes of the pipeline now."""
         pipe, settings = self.pipe, self.settings
         components = self.components()
         attrs: dict[str, Any] = {
@@ -229,7 +231,6 @@ class PipelineObserver:
             attrs[semconv.MODEL_SOURCE] = settings.model_source
         attrs.update(describe.dtype_attributes(components))
         attrs.update(describe.weight_attributes(components))
-        attrs.update(describe.system_attributes(torch.device(pipe._execution_device)))
         return attrs
 
     # -- event sinks ------------------------------------------------------------------------

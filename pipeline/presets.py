@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,10 @@ class Defaults:
 
 TI2V_5B_DEFAULTS = Defaults(704, 1280, 121, 24, 50, 5.0, 512)
 TINY_DEFAULTS = Defaults(32, 32, 9, 8, 3, 5.0, 16)
+TEMPORAL_FACTOR = 4
+"""Frames per latent frame of the Wan VAEs (after the first): frame counts are 4k+1."""
+SPATIAL_MULTIPLE = 32
+"""TI2V-5B: pixels per latent position (VAE stride 16 x patch size 2)."""
 FLOW_SHIFT = 5.0
 """UniPC flow shift of TI2V models (``scripts/convert_wan_to_diffusers.py``)."""
 
@@ -104,6 +109,23 @@ def transformer_config(source: str) -> dict[str, Any]:
                     ffn_dim=32, num_layers=2, rope_max_seq_len=32)  # fmt: skip
     return dict(common, num_attention_heads=24, attention_head_dim=128, text_dim=4096,
                 ffn_dim=14336, num_layers=30, rope_max_seq_len=1024)  # fmt: skip
+
+
+def rope_positions(source: str, model_dir: Path | None = None) -> int:
+    """Positions per axis the transformer's rotary embedding covers (``rope_max_seq_len``):
+    latent frames, and pixels / ``SPATIAL_MULTIPLE`` along each side, must stay within."""
+    if model_dir is None:
+        config = transformer_config(source)
+    else:
+        path = model_dir / "transformer" / "config.json"
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WanOtelError(f"--model {model_dir}: cannot read {path.name}: {exc}") from None
+    value = config.get("rope_max_seq_len", 1024) if isinstance(config, dict) else None
+    if not isinstance(value, int) or value < 1:
+        raise WanOtelError(f"--model {model_dir}: transformer rope_max_seq_len is {value!r}")
+    return value
 
 
 def vae_config(source: str) -> dict[str, Any]:

@@ -26,6 +26,19 @@ COND = "cond"
 UNCOND = "uncond"
 
 
+def host_copy(value: Any) -> Any:
+    """A timestep as the span will read it. On a GPU: an asynchronous copy into pinned host
+    memory, queued before the step's end mark, so it is readable once the GPU passed that mark
+    (reading the device tensor itself would synchronize the host every step)."""
+    import torch
+
+    if not isinstance(value, torch.Tensor) or value.device.type != "cuda" or value.numel() != 1:
+        return value
+    host = torch.empty((), dtype=value.dtype, pin_memory=True)
+    host.copy_(value.reshape(()), non_blocking=True)
+    return host
+
+
 class CallObserver:
     """Turns one pipeline call's events into records under ``generation.top``."""
 
@@ -33,7 +46,7 @@ class CallObserver:
         self.gen = generation
         self.base = generation.top
         self._two_experts = two_experts
-        self._pre: Record | None = generation.open(semconv.SPAN_PREPROCESS, notify=False)
+        self._pre: Record | None = self._open_gap()
         self._text: Record | None = None
         self._loop: Record | None = None
         self._step: Record | None = None
@@ -46,6 +59,11 @@ class CallObserver:
 
     def _is_open(self, record: Record | None) -> bool:
         return record is not None and self.gen.is_open(record)
+
+    def _open_gap(self) -> Record:
+        """A preprocess record on speculation: dropped if the next text-encoder forward comes
+        before anything happened in it (the gap between the two prompts is text encoding)."""
+        return self.gen.open(semconv.SPAN_PREPROCESS, notify=False, provisional=True)
 
     # -- text encoding ----------------------------------------------------------------------
 
@@ -60,6 +78,7 @@ class CallObserver:
                 resumed = self._text is not None
             else:
                 self.gen.close(self._pre)
+                self.gen.seal(self._text)
             self._pre = None
         if resumed and self._text is not None:
             self.gen.reopen(self._text)
@@ -71,8 +90,8 @@ class CallObserver:
     def text_encoder_end(self) -> None:
         if self._is_open(self._text):
             assert self._text is not None
-            self.gen.close(self._text)
-            self._pre = self.gen.open(semconv.SPAN_PREPROCESS, notify=False)
+            self.gen.close(self._text, seal=False)  # the negative prompt may follow
+            self._pre = self._open_gap()
 
     def _close_prelude(self) -> None:
         if self._is_open(self._text):
@@ -82,6 +101,7 @@ class CallObserver:
             assert self._pre is not None
             self.gen.close(self._pre)
         self._pre = None
+        self.gen.seal(self._text)
 
     # -- denoising --------------------------------------------------------------------------
 
@@ -119,9 +139,9 @@ class CallObserver:
         step = self._step
         if step is None or not self.gen.is_open(step):
             return
-        self.gen.close(step)
         if timestep is not None:
-            step.deferred[semconv.DENOISE_TIMESTEP] = timestep  # read after the run
+            step.deferred[semconv.DENOISE_TIMESTEP] = host_copy(timestep)
+        self.gen.close(step)
         self._last_step_end = step.end
         self.steps_done += 1
         self._step = None
@@ -161,3 +181,4 @@ class CallObserver:
                     self.gen.discard(self._pre)
         while self.gen.is_open(self.base) and self.gen.top is not self.base:
             self.gen.close(self.gen.top, error=error)
+        self.gen.seal(self._text)

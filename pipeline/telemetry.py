@@ -3,13 +3,16 @@
 Telemetry must never slow or break a generation, whatever the backends do:
 
 - spans go through ``BatchSpanProcessor``s (bounded queues, background threads); the run
-  store's is flushed at the run's end (a local file: fast);
+  store's writes every half second (a local file: a killed run keeps what was written) and
+  is flushed at the run's end;
 - OTLP (``http/protobuf``; standard ``OTEL_*`` variables: endpoint, protocol, headers,
   timeout, service name, resource attributes) uses a short request timeout unless
-  ``OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT`` says otherwise, and is shut down on a helper
-  thread joined with a bound, so a hanging collector costs at most that bound at exit;
-- spans that did not reach the OTLP endpoint (failed exports, queue overflow, still queued at
-  the bound) are counted: ``wan.telemetry.spans_dropped`` plus one warning;
+  ``OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT`` says otherwise; at exit every exporter is shut down
+  on helper threads under one deadline (``SHUTDOWN_TIMEOUT_S``, 2 s), so a dead or hanging
+  collector adds at most that to the exit;
+- spans and metric points that did not reach the OTLP endpoint (failed exports, queue
+  overflow, still queued at the deadline) are counted: ``wan.telemetry.spans_dropped``,
+  ``wan.telemetry.metric_points_dropped`` and one warning naming both;
 - Prometheus: a ``PrometheusMetricReader`` served on ``--prometheus-port`` when asked.
 
 Providers are not installed globally: ``wan-otel run`` passes them to ``instrument``.
@@ -21,14 +24,22 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.context import Context
+from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -37,7 +48,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from wan_otel import semconv
+from wan_otel.errors import WanOtelError
 from wan_otel.pipeline.metrics import METER_NAME
+from wan_otel.store.run_store import RunStore
 from wan_otel.store.span_exporter import RunStoreSpanExporter
 
 _log = logging.getLogger(__name__)
@@ -45,10 +58,14 @@ _log = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "wan-otel"
 OTLP_TIMEOUT_S = 5.0
 """Per-request OTLP timeout unless the standard variables set one (the SDK's default is 10)."""
-SHUTDOWN_TIMEOUT_S = 5.0
-"""Longest wait for the OTLP exporters at the end of a run."""
+SHUTDOWN_TIMEOUT_S = 2.0
+"""Longest wait for the exporters at the end of a run (all of them, together)."""
+LOCAL_GRACE_S = 0.2
+"""Time the local metric readers get at exit even when the deadline has passed."""
 STORE_QUEUE_SIZE = 65536
-"""The store's span queue: a generation's spans are emitted at once when it ends."""
+"""The store's span queue (a failed run's last spans come at once)."""
+STORE_DELAY_MS = 500
+"""How long a span waits before the store writes it (what a SIGKILL can lose)."""
 
 _HISTOGRAMS = (
     semconv.METRIC_GENERATION_DURATION,
@@ -59,7 +76,9 @@ _HISTOGRAMS = (
 
 @dataclass
 class TelemetryConfig:
-    store: Path | None
+    store: RunStore | Path | None
+    store_writer: str | None = None
+    """This process's name in the run folder (``rank1``...: the other ranks of a run)."""
     prometheus_port: int | None = None
     prometheus_addr: str = "0.0.0.0"
     otlp: bool | None = None
@@ -74,9 +93,22 @@ class TelemetryConfig:
 
 
 @dataclass
-class ShutdownReport:
+class TelemetryLoss:
+    """What did not reach the OTLP endpoint by the end."""
+
     dropped_spans: int = 0
+    dropped_metric_points: int = 0
     otlp_endpoint: str | None = None
+
+    @property
+    def dropped(self) -> str | None:
+        """One phrase naming what was lost, or None."""
+        parts = []
+        if self.dropped_spans:
+            parts.append(f"{self.dropped_spans} span(s)")
+        if self.dropped_metric_points:
+            parts.append(f"{self.dropped_metric_points} metric point(s)")
+        return " and ".join(parts) or None
 
 
 class CountingSpanExporter(SpanExporter):
@@ -108,12 +140,61 @@ class CountingSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+class CountingMetricExporter(MetricExporter):
+    """Counts the data points its inner exporter failed to deliver."""
+
+    def __init__(self, inner: MetricExporter) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.failed_points = 0
+        self._lock = threading.Lock()
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:
+            _log.debug("OTLP metric export raised: %s", exc)
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            with self._lock:
+                self.failed_points += _points(metrics_data)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _points(data: MetricsData) -> int:
+    return sum(
+        len(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    )
+
+
 class CountingSpanProcessor(SpanProcessor):
     """Counts the spans handed to its inner processor."""
 
-    def __init__(self, inner: SpanProcessor) -> None:
+    def __init__(self, inner: SpanProcessor, exporter: CountingSpanExporter) -> None:
         self.inner = inner
+        self.exporter = exporter
         self.submitted = 0
+        self.dropped_at_end: int | None = None
+
+    def dropped(self) -> int:
+        """Spans lost so far: failed exports, and at the end everything not delivered."""
+        if self.dropped_at_end is not None:
+            return self.dropped_at_end
+        return self.exporter.failed
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self.inner.on_start(span, parent_context)
@@ -138,6 +219,7 @@ class Telemetry:
     otlp_counting: CountingSpanProcessor | None = None
     otlp_exporter: CountingSpanExporter | None = None
     otlp_endpoint: str | None = None
+    otlp_metrics: CountingMetricExporter | None = None
     prometheus_server: Any = None
     prometheus_port: int | None = None
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S
@@ -147,37 +229,34 @@ class Telemetry:
         if self.store_processor is not None:
             self.store_processor.force_flush()
 
-    def shutdown(self) -> ShutdownReport:
-        """Flush the store, stop the exporters within the bound, count what was dropped."""
-        report = ShutdownReport(otlp_endpoint=self.otlp_endpoint)
+    def shutdown(self) -> TelemetryLoss:
+        """Flush the store, stop every exporter under one deadline, count what was lost."""
+        loss = TelemetryLoss(otlp_endpoint=self.otlp_endpoint)
         if self.store_processor is not None:
             self.store_processor.force_flush()
             self.store_processor.shutdown()
+        deadline = time.monotonic() + self.shutdown_timeout_s
         processor, counting = self.otlp_processor, self.otlp_counting
         if processor is not None and counting is not None:
-            _bounded(
-                lambda: _shutdown_batch(processor, self.shutdown_timeout_s), self.shutdown_timeout_s
-            )
+            timeout_s = self.shutdown_timeout_s
+            _bounded([lambda: _shutdown_batch(processor, timeout_s)], deadline)
             delivered = self.otlp_exporter.delivered if self.otlp_exporter is not None else 0
-            report.dropped_spans = max(0, counting.submitted - delivered)
-        if report.dropped_spans:
-            meter = self.meter_provider.get_meter(METER_NAME)
-            meter.create_counter(
-                semconv.METRIC_SPANS_DROPPED, unit="{span}", description="Spans not delivered"
-            ).add(report.dropped_spans)
+            loss.dropped_spans = max(0, counting.submitted - delivered)
+            counting.dropped_at_end = loss.dropped_spans  # the counter's last value
+        if self.otlp_metrics is not None:
+            loss.dropped_metric_points = self.otlp_metrics.failed_points
+        if loss.dropped is not None:
             _log.warning(
-                "%d span(s) could not be delivered to the OTLP endpoint %s%s",
-                report.dropped_spans,
+                "%s could not be delivered to the OTLP endpoint %s%s",
+                loss.dropped,
                 self.otlp_endpoint,
-                " (the local run store has them)" if self.store_processor is not None else "",
+                " (the local run store has the spans)" if self.store_processor is not None else "",
             )
-        _bounded(
-            lambda: self.meter_provider.shutdown(int(self.shutdown_timeout_s * 1000)),
-            self.shutdown_timeout_s,
-        )
-        for close in self._closers:
-            _bounded(close, 1.0)
-        return report
+        # The metric readers' last collection (local readers need no network: a short grace).
+        remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+        tasks: list[Callable[[], Any]] = [lambda: self.meter_provider.shutdown(remaining_ms)]
+        _bounded([*tasks, *self._closers], max(deadline, time.monotonic() + LOCAL_GRACE_S))
+        return loss
 
 
 def _shutdown_batch(processor: SpanProcessor, timeout_s: float) -> None:
@@ -190,14 +269,19 @@ def _shutdown_batch(processor: SpanProcessor, timeout_s: float) -> None:
         processor.shutdown()
 
 
-def _bounded(fn: Callable[[], Any], timeout_s: float) -> None:
-    """Run ``fn`` on a daemon thread; give up waiting after ``timeout_s`` (the process may
-    exit with it still blocked on a dead network peer)."""
-    thread = threading.Thread(target=_quiet(fn), name="wan-otel-shutdown", daemon=True)
-    thread.start()
-    thread.join(timeout_s + 0.5)
-    if thread.is_alive():
-        _log.warning("telemetry shutdown still waiting after %.1f s; not waiting longer", timeout_s)
+def _bounded(tasks: list[Callable[[], Any]], deadline: float) -> None:
+    """Run ``tasks`` on daemon threads at once; stop waiting at ``deadline`` (the process may
+    exit with one still blocked on a dead network peer)."""
+    threads = [
+        threading.Thread(target=_quiet(task), name="wan-otel-shutdown", daemon=True)
+        for task in tasks
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        _log.warning("telemetry shutdown: an exporter is still waiting at the deadline; exiting")
 
 
 def _quiet(fn: Callable[[], Any]) -> Callable[[], None]:
@@ -251,17 +335,23 @@ def _span_exporter() -> tuple[SpanExporter, str]:
     return exporter, str(getattr(exporter, "_endpoint", "?"))
 
 
-def _metric_reader() -> MetricReader:
+def _metric_reader() -> tuple[MetricReader, CountingMetricExporter]:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
     _check_protocol("METRICS")
     timeout = _timeout("METRICS")
-    exporter = OTLPMetricExporter(timeout=timeout)
+    exporter = CountingMetricExporter(OTLPMetricExporter(timeout=timeout))
     interval = int(_env("OTEL_METRIC_EXPORT_INTERVAL") or 60000)
+    return exporter_reader(exporter, interval, timeout), exporter
+
+
+def exporter_reader(
+    exporter: MetricExporter, interval_ms: int, timeout_s: float | None
+) -> MetricReader:
     return PeriodicExportingMetricReader(
         exporter,
-        export_interval_millis=interval,
-        export_timeout_millis=(timeout or OTLP_TIMEOUT_S) * 1000,
+        export_interval_millis=interval_ms,
+        export_timeout_millis=(timeout_s or OTLP_TIMEOUT_S) * 1000,
     )
 
 
@@ -288,14 +378,21 @@ def setup_telemetry(config: TelemetryConfig) -> Telemetry:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
 
+        try:
+            server, _thread = start_http_server(config.prometheus_port, config.prometheus_addr)
+        except OSError as exc:
+            raise WanOtelError(
+                f"--prometheus-port {config.prometheus_port}: cannot listen ({exc.strerror})"
+            ) from None
         readers.append(PrometheusMetricReader())
-        server, _thread = start_http_server(config.prometheus_port, config.prometheus_addr)
         telemetry_kwargs["prometheus_server"] = server
         telemetry_kwargs["prometheus_port"] = server.server_address[1]
         closers.append(server.shutdown)
     otlp = _enabled("TRACES") if config.otlp is None else config.otlp
     if otlp and _enabled("METRICS"):
-        readers.append(_metric_reader())
+        reader, counting_metrics = _metric_reader()
+        readers.append(reader)
+        telemetry_kwargs["otlp_metrics"] = counting_metrics
     views = [
         View(
             instrument_name=name,
@@ -314,8 +411,11 @@ def setup_telemetry(config: TelemetryConfig) -> Telemetry:
         **telemetry_kwargs,
     )
     if config.store is not None:
+        store = config.store if isinstance(config.store, RunStore) else RunStore(config.store)
         processor = BatchSpanProcessor(
-            RunStoreSpanExporter(config.store), max_queue_size=STORE_QUEUE_SIZE
+            RunStoreSpanExporter(store, config.store_writer),
+            max_queue_size=STORE_QUEUE_SIZE,
+            schedule_delay_millis=STORE_DELAY_MS,
         )
         tracer_provider.add_span_processor(processor)
         telemetry.store_processor = processor
@@ -323,7 +423,7 @@ def setup_telemetry(config: TelemetryConfig) -> Telemetry:
         exporter, endpoint = _span_exporter()
         counting_exporter = CountingSpanExporter(exporter)
         batch = BatchSpanProcessor(counting_exporter)
-        counting = CountingSpanProcessor(batch)
+        counting = CountingSpanProcessor(batch, counting_exporter)
         tracer_provider.add_span_processor(counting)
         telemetry.otlp_processor = batch
         telemetry.otlp_counting = counting
@@ -331,4 +431,25 @@ def setup_telemetry(config: TelemetryConfig) -> Telemetry:
         telemetry.otlp_endpoint = endpoint
     for extra in config.span_processors:
         tracer_provider.add_span_processor(extra)
+    _loss_counters(telemetry)
     return telemetry
+
+
+def _loss_counters(telemetry: Telemetry) -> None:
+    """Counters of what the OTLP exporters lost, read when the metrics are collected."""
+    meter = telemetry.meter_provider.get_meter(METER_NAME)
+    counting, metrics = telemetry.otlp_counting, telemetry.otlp_metrics
+    if counting is not None:
+        meter.create_observable_counter(
+            semconv.METRIC_SPANS_DROPPED,
+            callbacks=[lambda options: [Observation(counting.dropped())]],
+            unit="{span}",
+            description="Spans not delivered",
+        )
+    if metrics is not None:
+        meter.create_observable_counter(
+            semconv.METRIC_METRIC_POINTS_DROPPED,
+            callbacks=[lambda options: [Observation(metrics.failed_points)]],
+            unit="{point}",
+            description="Metric points not delivered",
+        )

@@ -8,33 +8,23 @@ another server are one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
-import torch
-
 from wan_otel import semconv
 from wan_otel.errors import ExitStatus, WanOtelError
-from wan_otel.pipeline import presets
-from wan_otel.pipeline.cli import DTYPES, resolve_device
+from wan_otel.pipeline.model_flags import add_model_arguments, check_port, model_from_args
 from wan_otel.pipeline.serve.engine import EngineConfig
 from wan_otel.pipeline.serve.server import ServeConfig, Server
-from wan_otel.store.run_store import default_store_root
+from wan_otel.store.run_store import RunStore, default_store_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--preset",
-        choices=presets.PRESETS,
-        help="random-weight model built in code (default: tiny)",
-    )
-    source.add_argument(
-        "--model", type=Path, metavar="DIR", help="a Wan2.2-TI2V-5B-Diffusers checkpoint folder"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
     parser.add_argument(
         "--port",
@@ -54,9 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="run store: spans, jobs and videos (default: $WAN_OTEL_STORE or ./wan-otel-runs)",
     )
-    parser.add_argument("--offload", choices=semconv.OFFLOAD_MODES, default="none")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on CUDA")
     parser.add_argument(
         "--grace-seconds",
         type=float,
@@ -65,41 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long the running job may take to finish before it is stopped "
         "(default 45: within Kubernetes' 60 s termination grace, with time to flush telemetry)",
     )
-    parser.add_argument(
-        "--record-prompt",
-        action="store_true",
-        help="record prompts in spans and job records (default: only length and SHA-256)",
-    )
-    parser.add_argument("--max-sequence-length", type=int, help=argparse.SUPPRESS)
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     """Resolve defaults and check the flags; bad input raises ``WanOtelError``."""
-    source = presets.SOURCE_CHECKPOINT if args.model is not None else args.preset or presets.TINY
-    if args.model is not None and not (args.model / "model_index.json").is_file():
-        raise WanOtelError(
-            f"--model {args.model}: not a diffusers model folder (no model_index.json)"
-        )
+    model = model_from_args(args)
     if args.max_queue < 1:
         raise WanOtelError(f"--max-queue {args.max_queue}: must be 1 or more")
-    if args.grace_seconds < 0:
-        raise WanOtelError(f"--grace-seconds {args.grace_seconds}: must be 0 or more")
-    if not 0 <= args.port <= 65535:
-        raise WanOtelError(f"--port {args.port}: must be 0 to 65535")
-    device = resolve_device(args.device)
-    dtype = DTYPES[args.dtype] if args.dtype else (
-        torch.bfloat16 if device.type == "cuda" else torch.float32
-    )  # fmt: skip
-    engine = EngineConfig(
-        source=source,
-        device=device,
-        dtype=dtype,
-        offload=args.offload,
-        store=args.store or default_store_root(),
-        model_dir=args.model,
-        record_prompt=args.record_prompt,
-        max_sequence_length=args.max_sequence_length,
-    )
+    if not math.isfinite(args.grace_seconds) or not 0 <= args.grace_seconds <= 3600:
+        raise WanOtelError(f"--grace-seconds {args.grace_seconds}: must be 0 to 3600")
+    check_port("--port", args.port)
+    store = RunStore(args.store or default_store_root())
+    store.check_writable()
+    engine = EngineConfig(model=model, store=store.root, record_prompt=args.record_prompt)
     return ServeConfig(
         engine=engine,
         host=args.host,

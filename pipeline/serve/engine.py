@@ -13,8 +13,9 @@ moves to whichever of the two pipelines the job needs (one generation runs at a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,26 +24,20 @@ import torch
 
 from wan_otel import __version__, semconv
 from wan_otel.pipeline import presets
-from wan_otel.pipeline.generation import Generation, Listener, new_run_id
+from wan_otel.pipeline.generation import Generation, Listener
 from wan_otel.pipeline.guard import Guard
 from wan_otel.pipeline.instrument import TRACER_NAME, instrument, uninstrument
-from wan_otel.pipeline.memory import memory_for
 from wan_otel.pipeline.metrics import PipelineMetrics
-from wan_otel.pipeline.run import (
-    RunConfig,
-    config_attributes,
-    generate,
-    gpu_samples,
-    initialize,
-    new_generation,
-)
+from wan_otel.pipeline.model_flags import ModelChoice
+from wan_otel.pipeline.run import RunRequest, generate, initialize
+from wan_otel.pipeline.run_scope import RunPlan, run_scope
 from wan_otel.pipeline.serve.jobs import Job
 from wan_otel.pipeline.serve.persist import JobFiles
 from wan_otel.pipeline.serve.tracing import MintedTraceIds, queue_wait_hook, startup_link
 from wan_otel.pipeline.serve.validation import Limits, limits_for
-from wan_otel.pipeline.spans import SpanEmitter
+from wan_otel.pipeline.span_stream import SpanStream
 from wan_otel.pipeline.telemetry import Telemetry
-from wan_otel.pipeline.timing import timeline_for
+from wan_otel.store.run_store import RunStore, new_run_id
 
 WARMUP_PROMPT = "warm-up"
 WARMUP_VIDEO = "warmup.mp4"
@@ -57,14 +52,21 @@ class GenerationStopped(Exception):
 class EngineConfig:
     """The model a server loads and where its runs go."""
 
-    source: str
-    device: torch.device
-    dtype: torch.dtype
-    offload: str
+    model: ModelChoice
     store: Path
-    model_dir: Path | None = None
     record_prompt: bool = False
-    max_sequence_length: int | None = None
+
+    @property
+    def source(self) -> str:
+        return self.model.source
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def offload(self) -> str:
+        return self.model.offload
 
 
 class Engine:
@@ -82,13 +84,14 @@ class Engine:
         self.metrics = metrics
         self.ids = ids
         self.files = JobFiles(config.store)
+        self.store = RunStore(config.store)
         self.tracer = telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__)
         self.defaults = presets.defaults_for(config.source)
         self.limits: Limits | None = None
         self.model_name = presets.MODEL_TI2V_5B
         self.task = presets.TASK_TI2V
         self.startup_run_id: str | None = None
-        self._startup: SpanEmitter | None = None
+        self._startup: SpanStream | None = None
         self._pipes: dict[bool, Any] = {}
         self._instrumented: Any = None
 
@@ -97,46 +100,42 @@ class Engine:
     def load(self) -> None:
         """Build, instrument and place the model, then one tiny generation; one run."""
         run_id = f"{new_run_id()}-startup"
-        config = self._run_config(run_id)
-        emitter = SpanEmitter(self.tracer)
-        attributes = config_attributes(config)
-        attributes[semconv.SERVER_RUN_KIND] = "startup"
-        generation = Generation(
-            timeline_for(config.device),
-            run_id=run_id,
-            memory=memory_for(config.device),
-            finishers=[emitter],  # not a served generation: no generation metrics
-            nvtx=config.device.type == "cuda",
-            guard=Guard(self.metrics.instrumentation_error),
-            attributes=attributes,
+        stream = SpanStream(self.tracer)
+        plan = RunPlan(
+            run_id,
+            self.config.device,
+            self.store,
+            attributes={semconv.SERVER_RUN_KIND: "startup"},
         )
-        error: BaseException | None = None
-        with gpu_samples(config.device, config.store, run_id):
-            try:
-                pipe = initialize(config, generation, self.telemetry)
-                self._pipes[False] = self._instrumented = pipe
-                self.model_name = str(generation.root.attributes[semconv.MODEL_NAME])
-                self.task = str(generation.root.attributes[semconv.MODEL_TASK])
-                self.limits = limits_for(pipe, config.source, image_refusal=self._image_refusal())
-                # The smallest shapes the model takes, with two latent frames and two steps.
-                side, frames = 2 * self.limits.spatial_multiple, self.limits.temporal_multiple + 1
-                config = replace(config, width=side, height=side, frames=frames)
-                generation.root.attributes.update(
-                    {
-                        semconv.REQUEST_WIDTH: side,
-                        semconv.REQUEST_HEIGHT: side,
-                        semconv.REQUEST_NUM_FRAMES: frames,
-                    }
-                )
-                generate(pipe, config, generation)
-            except BaseException as exc:
-                error = exc
-            finally:
-                generation.finish(error)
-                self.telemetry.flush_store()
-        if error is not None:
-            raise error
-        self.startup_run_id, self._startup = run_id, emitter
+        with self._scope(plan, stream, metrics=None) as generation:  # not a served generation
+            pipe, built = initialize(
+                self.config.model, generation, self.telemetry, record_prompt=self.config.record_prompt
+            )
+            self._pipes[False] = self._instrumented = pipe
+            self.model_name, self.task = built.model_name, built.task
+            self.limits = limits_for(pipe, self.config.source, image_refusal=self._image_refusal())
+            # The smallest shapes the model takes, with two latent frames and two steps.
+            side, frames = 2 * self.limits.spatial_multiple, self.limits.temporal_multiple + 1
+            warmup = replace(self._request(run_id), width=side, height=side, frames=frames)
+            generation.root.attributes[semconv.REQUEST_FPS] = warmup.fps
+            generate(pipe, warmup, generation)
+        self.startup_run_id, self._startup = run_id, stream
+
+    def _scope(
+        self,
+        plan: RunPlan,
+        stream: SpanStream,
+        metrics: PipelineMetrics | None,
+        listeners: Sequence[Listener] = (),
+    ) -> contextlib.AbstractContextManager[Generation]:
+        return run_scope(
+            plan,
+            stream,
+            guard=Guard(self.metrics.instrumentation_error),
+            flush=self.telemetry.flush_store,
+            metrics=metrics,
+            listeners=listeners,
+        )
 
     def _image_refusal(self) -> str | None:
         if self.task != presets.TASK_TI2V:
@@ -154,56 +153,54 @@ class Engine:
         """One job's generation and export; raises what the model raised (or
         ``GenerationStopped``) after its spans are written."""
         assert self._startup is not None, "load() first"
-        config = self._run_config(job.id, job)
-        config.listeners.append(listener)
-        pipe = self._pipe_for(image=config.image is not None)
-        emitter = SpanEmitter(
+        request = self._request(job.id, job)
+        pipe = self._pipe_for(image=request.image is not None)
+        # Without a caller's trace the root starts the trace id promised at submit.
+        minted = None if job.parent is not None else int(job.trace_id, 16)
+        stream = SpanStream(
             self.tracer,
             job.parent,
             links=startup_link(self._startup.root_context, str(self.startup_run_id)),
             on_root=queue_wait_hook(self.tracer, job.id, job.created_ns, job.ahead_at_submit),
+            root_scope=lambda: self.ids.minting(minted),
         )
-        error: BaseException | None = None
-        with gpu_samples(config.device, config.store, job.id):
-            generation = new_generation(config, self.telemetry, self.metrics, emitter)
-            generation.root.attributes.update(
-                {
-                    semconv.SERVER_RUN_KIND: "request",
-                    semconv.SERVER_STARTUP_RUN_ID: str(self.startup_run_id),
-                }
-            )
-            try:
-                generate(pipe, config, generation, callback_on_step_end=_stopper(stop))
-            except BaseException as exc:
-                error = exc
-            finally:
-                # Without a caller's trace the root starts the trace id promised at submit.
-                minted = None if job.parent is not None else int(job.trace_id, 16)
-                with self.ids.minting(minted):
-                    outcome = generation.finish(error)
-                self.telemetry.flush_store()
-        job.generation_s = round(outcome.duration_s, 6)
-        if error is not None:
-            raise error
+        plan = RunPlan(
+            job.id,
+            self.config.device,
+            self.store,
+            create=False,  # made when the job was queued
+            attributes={
+                semconv.REQUEST_FPS: request.fps,
+                semconv.SERVER_RUN_KIND: "request",
+                semconv.SERVER_STARTUP_RUN_ID: str(self.startup_run_id),
+            },
+            request=request.summary_attributes(),
+        )
+        generation: Generation | None = None
+        try:
+            with self._scope(plan, stream, self.metrics, [listener]) as generation:
+                generate(pipe, request, generation, callback_on_step_end=_stopper(stop))
+        finally:
+            if generation is not None and generation.outcome is not None:
+                job.generation_s = round(generation.outcome.duration_s, 6)
         job.video_bytes = self.files.video(job.id).stat().st_size
 
-    def _run_config(self, run_id: str, job: Job | None = None) -> RunConfig:
-        """A job's RunConfig, or without a job the warm-up's (its sizes set once the model
-        is built and its limits known)."""
+    def _request(self, run_id: str, job: Job | None = None) -> RunRequest:
+        """A job's request, or without a job the warm-up's (its sizes set once the model is
+        built and its limits known)."""
         c, d = self.config, self.defaults
         base: dict[str, Any] = dict(
-            source=c.source, run_id=run_id, offload=c.offload, device=c.device, dtype=c.dtype,
-            max_sequence_length=c.max_sequence_length or d.max_sequence_length,
-            model_dir=c.model_dir, store=c.store, record_prompt=c.record_prompt,
+            model=c.model, run_id=run_id, store=self.store, record_prompt=c.record_prompt,
+            max_sequence_length=c.model.max_sequence_length or d.max_sequence_length,
         )  # fmt: skip
         if job is None:
-            return RunConfig(
+            return RunRequest(
                 **base, prompt=WARMUP_PROMPT, negative_prompt=None, height=d.height,
                 width=d.width, frames=d.frames, steps=2, guidance=d.guidance, fps=d.fps, seed=0,
-                output=c.store / run_id / WARMUP_VIDEO,
+                output=self.store.folder(run_id).file(WARMUP_VIDEO),
             )  # fmt: skip
         request = job.request
-        return RunConfig(
+        return RunRequest(
             **base, prompt=request.prompt, negative_prompt=request.negative_prompt,
             height=request.height, width=request.width, frames=request.num_frames,
             steps=request.num_inference_steps, guidance=request.guidance_scale, fps=request.fps,

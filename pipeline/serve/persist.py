@@ -3,7 +3,7 @@
     <store>/<run id>/job.json       the job as the API shows it (rewritten at each status change)
     <store>/<run id>/input.<ext>    the uploaded first frame, if any
     <store>/<run id>/video.mp4      the result
-    <store>/<run id>/spans.jsonl    its spans (the run store's), gpu_samples.jsonl on a GPU
+    <store>/<run id>/...            its run: spans, GPU samples, summary (the run store's)
 
 ``job.json`` is written when a job is queued (before the 202 answer) and when it ends, to a
 temporary file then renamed, so a crash leaves the old record or the new one, never half of
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wan_otel.errors import WanOtelError
-from wan_otel.store.run_store import SPANS_FILE, check_run_id
+from wan_otel.store.run_store import RunStore
 
 JOB_FILE = "job.json"
 VIDEO_FILE = "video.mp4"
@@ -38,29 +38,27 @@ class JobFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.store = RunStore(root)
 
     def folder(self, job_id: str) -> Path:
-        return self.root / check_run_id(job_id)
+        return self.store.folder(job_id).path
 
     def video(self, job_id: str) -> Path:
-        return self.folder(job_id) / VIDEO_FILE
+        return self.store.folder(job_id).file(VIDEO_FILE)
 
     def create(self, job_id: str) -> None:
-        """The job's folder, with an empty spans file: ``wan-otel runs`` reads every run
-        folder's spans, and a job that never runs (cancelled, lost) has none."""
-        folder = self.folder(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / SPANS_FILE).touch()
+        """The job's run folder (a new run id: made in one step, never shared)."""
+        self.store.create_run(job_id)
 
     def save_input(self, job_id: str, data: bytes, suffix: str) -> Path:
-        path = self.folder(job_id) / f"{INPUT_STEM}{suffix}"
+        path = self.store.folder(job_id).file(f"{INPUT_STEM}{suffix}")
         path.write_bytes(data)
         return path
 
     def write(self, record: dict[str, Any], *, first: bool = False) -> None:
         """Replace the job's record atomically. ``first``: the record does not exist yet, so
         it is written in place (a torn first write is a job that was never answered)."""
-        folder = self.folder(str(record["id"]))
+        folder = self.store.folder(str(record["id"])).path
         text = json.dumps(record, sort_keys=True) + "\n"
         if first:
             with (folder / JOB_FILE).open("x", encoding="utf-8") as handle:

@@ -22,7 +22,7 @@ from wan_otel.pipeline import instrument, uninstrument, use_generation
 from wan_otel.pipeline.generation import Generation
 from wan_otel.pipeline.hooks import HOOK_NAME
 from wan_otel.pipeline.offload import TO_DEVICE, TO_HOST, module_bytes
-from wan_otel.pipeline.spans import SpanEmitter
+from wan_otel.pipeline.span_stream import SpanStream
 from wan_otel.pipeline.timing import HostTimeline
 
 CPU = torch.device("cpu")
@@ -94,7 +94,7 @@ def test_model_offload_keeps_every_call_observed(
 
 def _bound_generation(spans: SpanBackend) -> Generation:
     return Generation(
-        HostTimeline(), run_id="moves", finishers=[SpanEmitter(spans.provider.get_tracer("t"))]
+        HostTimeline(), run_id="moves", stream=SpanStream(spans.provider.get_tracer("t"))
     )
 
 

@@ -13,8 +13,14 @@ import pytest
 import torch
 
 from tests.pipeline.test_telemetry import tiny_config
-from wan_otel.pipeline.run import _gpu_samples
-from wan_otel.store.run_store import SAMPLES_FILE
+from wan_otel.pipeline.run import RunRequest
+from wan_otel.pipeline.run_scope import gpu_samples
+from wan_otel.store.run_store import RunFolder
+
+
+def _gpu_samples(config: RunRequest) -> Any:
+    folder = config.store.folder(config.run_id) if config.store is not None else None
+    return gpu_samples(config.model.device, folder.samples() if folder is not None else None)
 
 
 class _FakeRecorder:
@@ -42,12 +48,12 @@ def _fake_module(monkeypatch: pytest.MonkeyPatch, recorder: Any) -> None:
 def test_sampler_runs_around_a_gpu_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _FakeRecorder.made = []
     _fake_module(monkeypatch, _FakeRecorder)
-    config = tiny_config(tmp_path, "gpu-run", device=torch.device("cuda"))
+    config = tiny_config(tmp_path, "gpu-run", device="cuda")
     with _gpu_samples(config):
         (recorder,) = _FakeRecorder.made
         assert recorder.started and not recorder.stopped
     assert recorder.stopped
-    assert recorder.path == tmp_path / "gpu-run" / SAMPLES_FILE
+    assert recorder.path == RunFolder("gpu-run", tmp_path / "gpu-run").samples()
     assert recorder.interval_s == 0.1
 
 
@@ -58,7 +64,7 @@ def test_no_sampler_on_cpu_or_without_a_store(
     _fake_module(monkeypatch, _FakeRecorder)
     with _gpu_samples(tiny_config(tmp_path, "cpu-run")):
         pass
-    with _gpu_samples(tiny_config(None, "no-store", device=torch.device("cuda"))):
+    with _gpu_samples(tiny_config(None, "no-store", device="cuda")):
         pass
     assert _FakeRecorder.made == []
 
@@ -70,8 +76,8 @@ def test_a_missing_or_broken_sampler_is_one_warning(
         raise OSError("NVML exploded")
 
     _fake_module(monkeypatch, broken)
-    config = tiny_config(tmp_path, "gpu-run", device=torch.device("cuda"))
-    with caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.run"), _gpu_samples(config):
+    config = tiny_config(tmp_path, "gpu-run", device="cuda")
+    with caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.run_scope"), _gpu_samples(config):
         pass
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["GPU samples will not be recorded: NVML exploded"]

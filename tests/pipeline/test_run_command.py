@@ -4,6 +4,7 @@ failed generation is still stored and reportable, bad flags are one line and exi
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ def test_run_writes_the_store_and_the_video(
         (s for s in data.spans if s.parent_span_id == root.span_id), key=lambda s: s.start_ns
     )
     assert stages[0].name == sc.SPAN_INITIALIZE
-    assert RunStore(tmp_path).summary("r1")["status"] == "ok"  # type: ignore[index]
+    summary = RunStore(tmp_path).summary("r1")
+    assert summary is not None and summary.status == "ok"
     assert "[denoise] step 3/3" in err
 
 
@@ -87,7 +89,8 @@ def test_a_vae_failure_is_one_line_exit_1_and_still_stored(
         "wan-otel: generation failed: RuntimeError: VAE exploded second line "
         f"(run boom; wan-otel report --run-id boom --store {tmp_path})"
     ]
-    assert RunStore(tmp_path).summary("boom")["status"] == "error"  # type: ignore[index]
+    summary = RunStore(tmp_path).summary("boom")
+    assert summary is not None and summary.status == "error"
     spans = RunStore(tmp_path).read("boom").spans
     failed = {s.name for s in spans if s.status_code == STATUS_ERROR}
     assert failed == {sc.SPAN_GENERATE, sc.SPAN_VAE_DECODE}
@@ -155,11 +158,24 @@ def test_group_offload_run_stores_transfer_spans(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--height", "48"], "--height 48: must be a positive multiple of 32"),
+        (["--height", "48"], "--height 48: must be a multiple of 32 from 32 to 1024"),
         (["--frames", "10"], "--frames 10: must be 4k+1"),
         (["--run-id", "bad/id"], "invalid run id 'bad/id'"),
         (["--model", "/nonexistent/wan"], "--model /nonexistent/wan: no such folder"),
         (["--image", "/nonexistent.png"], "--image /nonexistent.png: no such file"),
+        (["--run-id", "ok\n"], "invalid run id 'ok\\n'"),
+        (["--frames", "129"], "--frames 129: must be 4k+1 from 1 to 125"),
+        (["--width", "2048"], "--width 2048: must be a multiple of 32 from 32 to 1024"),
+        (["--steps", "0"], "--steps 0: must be 1 to 10000"),
+        (["--fps", "0"], "--fps 0: must be 1 to 240"),
+        (["--guidance", "nan"], "--guidance nan: must be 0 to 100"),
+        (["--seed", "-1"], "--seed -1: must be 0 to"),
+        (["--prometheus-port", "99999"], "--prometheus-port 99999: must be 0 to 65535"),
+        (["--offload", "model"], "--offload model on a CPU device"),
+        (["--offload", "sequential"], "--offload sequential on a CPU device"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+        (["--device", "meta"], "--device meta: only cpu and cuda"),
+        (["--max-sequence-length", "0"], "--max-sequence-length 0: must be 1 to 512"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(
@@ -174,6 +190,32 @@ def test_bad_flags_are_one_line_and_exit_2(
         and len(err.strip().splitlines()) == 1
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_a_model_that_is_a_file_and_a_store_that_is_a_file_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "plain-file"
+    afile.write_text("not a folder")
+    assert main(["run", "--model", str(afile), "--no-store"]) == 2
+    assert capsys.readouterr().err == f"wan-otel: --model {afile}: a file, not a model folder\n"
+    assert main(["run", "--store", str(afile)]) == 2
+    assert capsys.readouterr().err == f"wan-otel: run store {afile} is not a folder\n"
+    assert afile.read_text() == "not a folder"
+
+
+def test_a_busy_prometheus_port_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code = main(["run", "--store", str(tmp_path), "--prometheus-port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"wan-otel: --prometheus-port {port}: cannot listen")
+    assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())
 
 
 def test_a_folder_without_model_index_is_bad_input(
@@ -215,5 +257,5 @@ def test_a_reused_run_id_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "taken").mkdir()
     code, _, err = _run(capsys, "--store", str(tmp_path), "--run-id", "taken")
     assert code == 2
-    assert err == f"wan-otel: run 'taken' already exists in {tmp_path}: choose another --run-id\n"
+    assert err == f"wan-otel: run 'taken' already exists in {tmp_path}: choose another run id\n"
     assert list((tmp_path / "taken").iterdir()) == []  # nothing appended

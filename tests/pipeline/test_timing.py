@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ import torch
 from tests.pipeline.conftest import SpanBackend
 from tests.pipeline.helpers import CALL
 from wan_otel.pipeline import instrument
-from wan_otel.pipeline.timing import CudaTimeline, HostTimeline, _chain
+from wan_otel.pipeline.timing import CudaTimeline, HostTimeline
 
 
 def test_host_marks_map_to_the_epoch_in_order() -> None:
@@ -29,65 +29,89 @@ def test_host_marks_map_to_the_epoch_in_order() -> None:
     assert 0.009 <= (t2 - t1) / 1e9 < 0.05
 
 
-class _FakeEvent:
-    """An event stamped at a known GPU time (ms)."""
-
-    def __init__(self, gpu_ms: float) -> None:
-        self.gpu_ms = gpu_ms
-
-    def elapsed_time(self, end: _FakeEvent) -> float:
-        return end.gpu_ms - self.gpu_ms
-
-
-def test_events_map_onto_the_host_clock_at_the_anchor() -> None:
-    events = [_FakeEvent(t) for t in (1000.0, 1000.25, 1500.0, 601000.0)]
-    anchor = _FakeEvent(601002.0)  # recorded after the final synchronize, on an idle GPU
-    anchor_ns = 5_000_000_000_000
-    times = _chain(events, anchor, anchor_ns)  # type: ignore[arg-type]
-    assert times == [
-        anchor_ns - 600_002_000_000,
-        anchor_ns - 600_001_750_000,
-        anchor_ns - 599_502_000_000,
-        anchor_ns - 2_000_000,
-    ]
-    # sub-microsecond gaps survive a ten-minute run
-    assert times[1] - times[0] == 250_000
-
-
 class _HostStampedEvent:
-    """Stands in for torch.cuda.Event on a CPU: stamped with the host clock when recorded."""
+    """Stands in for torch.cuda.Event on a CPU: stamped with the host clock when recorded,
+    "reached by the GPU" only once the test says so (``query``)."""
+
+    held = False
+    """While True, events recorded from now on stay unreached."""
+    made: ClassVar[list[_HostStampedEvent]] = []
 
     def __init__(self, enable_timing: bool = False) -> None:
         self.stamp: int | None = None
+        self.reached = True
+        type(self).made.append(self)
+
+    @classmethod
+    def reach_all(cls, device: Any = None) -> None:
+        """``torch.cuda.synchronize``: the GPU has reached everything queued."""
+        for event in cls.made:
+            event.reached = True
 
     def record(self, stream: Any = None) -> None:
         self.stamp = time.perf_counter_ns()
+        self.reached = not type(self).held
+
+    def query(self) -> bool:
+        return self.reached
 
     def synchronize(self) -> None:
-        return None
+        self.reached = True
 
     def elapsed_time(self, end: _HostStampedEvent) -> float:
         assert self.stamp is not None and end.stamp is not None
+        assert self.reached and end.reached, "elapsed_time of an event the GPU has not reached"
         return (end.stamp - self.stamp) / 1e6
 
 
 def _fake_cuda(monkeypatch: pytest.MonkeyPatch, synchronize: Any = None) -> None:
+    _HostStampedEvent.held, _HostStampedEvent.made = False, []
     monkeypatch.setattr(torch.cuda, "Event", _HostStampedEvent)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
-    monkeypatch.setattr(torch.cuda, "synchronize", synchronize or (lambda device=None: None))
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize or _HostStampedEvent.reach_all)
 
 
-def test_cuda_timeline_resolves_events_after_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_timeline_resolves_marks_the_gpu_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_cuda(monkeypatch)
+    before = time.time_ns()
     timeline = CudaTimeline(torch.device("cuda"))
     first = timeline.mark()
     time.sleep(0.02)
     second = timeline.mark()
-    timeline.resolve()
+    _HostStampedEvent.held = True  # the GPU has not reached what is queued from now on
+    third = timeline.mark()
+    assert timeline.resolved(second) is not None
+    assert timeline.resolved(third) is None  # never waits
+    timeline.resolve()  # the synchronization after the call reaches everything
     assert timeline.source == "cuda_event"
-    gap = (timeline.time_ns(second) - timeline.time_ns(first)) / 1e9
-    assert 0.019 <= gap < 0.05
-    assert abs(timeline.time_ns(second) - time.time_ns()) < 50_000_000
+    t1, t2, t3 = (timeline.time_ns(m) for m in (first, second, third))
+    assert before - 1_000_000 <= t1 < t2 <= t3 <= time.time_ns() + 1_000_000
+    assert 0.019 <= (t2 - t1) / 1e9 < 0.05
+
+
+def test_cuda_timeline_keeps_sub_microsecond_gaps_late_in_a_long_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Elapsed times are float32 milliseconds: one from the anchor to an event ten minutes
+    later has a resolution of about 60 us; chained short gaps keep nanoseconds."""
+    _fake_cuda(monkeypatch)
+    timeline = CudaTimeline(torch.device("cuda"))
+    base = time.perf_counter_ns()
+    stamps = [base + 600_000_000_000, base + 600_000_000_250]  # 250 ns apart, 10 min in
+    marks = []
+    for stamp in stamps:
+        marks.append(timeline.mark())
+        timeline._events[-1].stamp = stamp
+
+    def float32_ms(a: _HostStampedEvent, b: _HostStampedEvent) -> float:
+        assert a.stamp is not None and b.stamp is not None
+        return float(torch.tensor((b.stamp - a.stamp) / 1e6, dtype=torch.float32))
+
+    monkeypatch.setattr(_HostStampedEvent, "elapsed_time", float32_ms)
+    first, second = (timeline.resolved(m) for m in marks)
+    assert first is not None and second is not None
+    assert abs((second - first) - 250) <= 1
 
 
 def test_cuda_timeline_falls_back_to_the_host_clock(

@@ -20,7 +20,8 @@ from typing import Any
 
 from wan_otel import semconv as sc
 from wan_otel.store.otlp_json import encode_attributes
-from wan_otel.store.run_store import SAMPLES_FILE, SPANS_FILE, SUMMARY_FILE
+from wan_otel.store.run_store import RunStore
+from wan_otel.store.summary import OK, RunSummary
 
 RUN_ID = "reference-l40s"
 T0_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
@@ -291,27 +292,26 @@ def reference_samples() -> Iterator[dict[str, Any]]:
 
 def write_reference_run(store: Path, run_id: str = RUN_ID) -> Path:
     """Write the reference run into ``store``; returns its folder."""
-    folder = store / run_id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = RunStore(store).ensure_run(run_id)
     payload = json.dumps(reference_spans_payload(), separators=(",", ":"))
     if run_id != RUN_ID:
         payload = payload.replace(f'"{RUN_ID}"', f'"{run_id}"')
-    (folder / SPANS_FILE).write_text(payload + "\n", encoding="utf-8")
-    with (folder / SAMPLES_FILE).open("w", encoding="utf-8") as out:
+    folder.spans().write_text(payload + "\n", encoding="utf-8")
+    with folder.samples().open("w", encoding="utf-8") as out:
         for sample in reference_samples():
             out.write(json.dumps(sample, separators=(",", ":")) + "\n")
-    summary = {
-        "run_id": run_id,
-        "start_ns": T0_NS,
-        "model": "Wan2.2-TI2V-5B",
-        "resolution": "1280x704",
-        "num_frames": 161,
-        "num_steps": 30,
-        "total_s": TOTAL_S,
-        "status": "ok",
-    }
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary) + "\n", encoding="utf-8")
-    return folder
+    summary = RunSummary(
+        run_id=run_id,
+        status=OK,
+        start_ns=T0_NS,
+        total_s=TOTAL_S,
+        model="Wan2.2-TI2V-5B",
+        resolution="1280x704",
+        num_frames=161,
+        num_steps=30,
+    )
+    folder.write_summary(summary)
+    return folder.path
 
 
 def main() -> None:

@@ -1,69 +1,69 @@
-"""An OpenTelemetry span exporter that writes the local run store.
+"""An OpenTelemetry span exporter that writes the local run store as spans end.
 
-Spans are routed by their ``wan.run.id`` attribute to ``<store>/<run id>/spans.jsonl`` (one
-OTLP JSON payload a line, appended). Files are buffered and flushed when the run's root span
-ends, on ``force_flush`` and on ``shutdown``; the root span's end also writes ``run.json``.
-Spans with no run id go to ``<store>/_unassigned/``. Needs ``opentelemetry-sdk``.
+Spans are routed by their ``wan.run.id`` attribute to their run's spans file (this process's
+own file: ``writer`` names it for the other ranks of a multi-GPU run). Every export call is one
+write and one flush, so what was exported is on disk even if the process is killed next; with a
+``BatchSpanProcessor`` in front (a short schedule delay), no span costs I/O on the thread that
+ends it. The root span's end replaces the run's summary with its outcome and closes the file.
+Spans with no valid run id go to ``<store>/_unassigned/``. Needs ``opentelemetry-sdk``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
 
 from wan_otel import semconv
+from wan_otel.errors import WanOtelError
 from wan_otel.store.otlp_json import encode_spans
-from wan_otel.store.run_store import SPANS_FILE, SUMMARY_FILE, check_run_id
+from wan_otel.store.run_store import RunStore, file_name
+from wan_otel.store.summary import RunSummary, end_detail, summary_from_attributes
 
 _log = logging.getLogger(__name__)
 UNASSIGNED = "_unassigned"
 
 
-def run_summary(root: ReadableSpan) -> dict[str, Any]:
-    """The ``run.json`` line for ``wan-otel runs``, from the run's root span."""
-    attrs = root.attributes or {}
-    start, end = root.start_time or 0, root.end_time or 0
-    width, height = attrs.get(semconv.REQUEST_WIDTH), attrs.get(semconv.REQUEST_HEIGHT)
-    return {
-        "run_id": attrs.get(semconv.RUN_ID),
-        "start_ns": start,
-        "model": attrs.get(semconv.MODEL_NAME),
-        "resolution": f"{width}x{height}" if width and height else None,
-        "num_frames": attrs.get(semconv.REQUEST_NUM_FRAMES),
-        "num_steps": attrs.get(semconv.REQUEST_NUM_STEPS),
-        "total_s": (end - start) / 1e9,
-        "status": "error" if root.status.status_code.value == 2 else "ok",
-    }
+def root_summary(root: ReadableSpan, run_id: str) -> RunSummary:
+    """The final summary of a run, from its ended root span."""
+    attrs = dict(root.attributes or {})
+    error = None
+    if root.status.status_code is StatusCode.ERROR:
+        error = root.status.description or str(attrs.get(semconv.ERROR_TYPE, "error"))
+    status, detail = end_detail(attrs, error)
+    return summary_from_attributes(
+        run_id, attrs, root.start_time or 0, root.end_time or 0, status, detail
+    )
 
 
 class RunStoreSpanExporter(SpanExporter):
-    """Appends each span to its run's ``spans.jsonl`` under ``root``."""
+    """Appends each span to its run's spans file under the store ``root``."""
 
-    def __init__(self, root: Path) -> None:
-        self._root = root
+    def __init__(self, root: Path | RunStore, writer: str | None = None) -> None:
+        self._store = root if isinstance(root, RunStore) else RunStore(root)
+        self._writer = writer
         self._files: dict[str, IO[str]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def _folder(self, run_id: str) -> str:
-        try:
-            return check_run_id(run_id)
-        except Exception:
-            return UNASSIGNED
-
-    def _file(self, folder: str) -> IO[str]:
-        handle = self._files.get(folder)
+    def _file(self, run_id: str) -> IO[str]:
+        handle = self._files.get(run_id)
         if handle is None:
-            path = self._root / folder / SPANS_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._files[folder] = path.open("a", encoding="utf-8")
+            if run_id == UNASSIGNED:
+                path = self._store.root / UNASSIGNED / file_name("spans", self._writer)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                path = self._store.ensure_run(run_id).spans(self._writer)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            handle = self._files[run_id] = os.fdopen(fd, "a", encoding="utf-8")
         return handle
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -72,28 +72,34 @@ class RunStoreSpanExporter(SpanExporter):
         groups: dict[str, list[ReadableSpan]] = {}
         for span in spans:
             run_id = (span.attributes or {}).get(semconv.RUN_ID)
-            folder = self._folder(str(run_id)) if run_id is not None else UNASSIGNED
-            groups.setdefault(folder, []).append(span)
+            key = str(run_id) if run_id is not None else UNASSIGNED
+            try:
+                self._store.folder(key)
+            except WanOtelError:
+                key = UNASSIGNED
+            groups.setdefault(key, []).append(span)
         try:
             with self._lock:
-                for folder, group in groups.items():
-                    line = json.dumps(encode_spans(group), separators=(",", ":"))
-                    self._file(folder).write(line + "\n")
+                for run_id, group in groups.items():
+                    handle = self._file(run_id)
+                    handle.write(json.dumps(encode_spans(group), separators=(",", ":")) + "\n")
+                    handle.flush()  # on disk (the page cache) before the next export
                     for span in group:
-                        # The root span ends last: the run is complete, close its file.
-                        if span.name == semconv.SPAN_GENERATE and folder != UNASSIGNED:
-                            self._finish_run(folder, span)
+                        if span.name == semconv.SPAN_GENERATE and run_id != UNASSIGNED:
+                            self._finish_run(run_id, span)
         except OSError as exc:
             _log.warning("wan-otel run store: cannot write spans: %s", exc)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def _finish_run(self, folder: str, root: ReadableSpan) -> None:
-        handle = self._files.pop(folder, None)
+    def _finish_run(self, run_id: str, root: ReadableSpan) -> None:
+        """The root ends last: write the outcome, close the file. Only the run's first writer
+        writes the summary (other ranks' roots are parts of the same run)."""
+        handle = self._files.pop(run_id, None)
         if handle is not None:
-            handle.close()  # flushes: the run is over
-        summary = json.dumps(run_summary(root), separators=(",", ":"))
-        (self._root / folder / SUMMARY_FILE).write_text(summary + "\n", encoding="utf-8")
+            handle.close()
+        if self._writer is None:
+            self._store.folder(run_id).write_summary(root_summary(root, run_id))
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         with self._lock:

@@ -1,0 +1,155 @@
+"""One run's lifecycle, written once for every entry point (``wan-otel run``, a server's
+start-up and each of its jobs): its folder in the store, its GPU samples, its generation, and
+its end with or without an error.
+
+    with run_scope(plan, stream, metrics=..., flush=...) as generation:
+        ...  # build, call the instrumented pipeline under use_generation, export
+
+On the way out, whatever happened: the generation finishes (its remaining spans end, with the
+error if there was one), the store is flushed, the GPU sampler stops, and the error goes on up.
+A run stopped by a signal (``interrupt.RunInterrupted``) says on its root which signal, in
+which stage and at which step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wan_otel import semconv
+from wan_otel.pipeline.attributes import system_attributes
+from wan_otel.pipeline.generation import AttributeValue, Generation, Listener
+from wan_otel.pipeline.guard import Guard
+from wan_otel.pipeline.interrupt import RunInterrupted, SignalGuard
+from wan_otel.pipeline.memory import memory_for
+from wan_otel.pipeline.metrics import PipelineMetrics
+from wan_otel.pipeline.span_stream import SpanStream
+from wan_otel.pipeline.timing import timeline_for
+from wan_otel.store.run_store import RunFolder, RunStore
+from wan_otel.store.summary import started_summary
+
+_log = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a run goes and what only its application knows about it."""
+
+    run_id: str
+    device: torch.device
+    store: RunStore | None
+    create: bool = True
+    """False: the run's folder exists already (a served job's, made when it was queued)."""
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    """Root attributes only the application knows (fps of the export, a server's run kind);
+    the instrumentation writes the request and the model's."""
+    request: Mapping[str, Any] = field(default_factory=dict)
+    """What the run was asked for, in root-attribute keys: the summary written at its start
+    (a run killed before its root span ends is still described)."""
+
+
+@contextlib.contextmanager
+def run_scope(
+    plan: RunPlan,
+    stream: SpanStream,
+    *,
+    guard: Guard,
+    flush: Callable[[], None],
+    metrics: PipelineMetrics | None = None,
+    listeners: Sequence[Listener] = (),
+    signals: SignalGuard | None = None,
+) -> Iterator[Generation]:
+    """The run's generation, open for the block (see the module docstring)."""
+    folder = _folder(plan)
+    with gpu_samples(plan.device, folder.samples() if folder is not None else None):
+        if metrics is not None:
+            metrics.started()
+        generation = Generation(
+            timeline_for(plan.device),
+            run_id=plan.run_id,
+            memory=memory_for(plan.device),
+            stream=stream,
+            finishers=[metrics] if metrics is not None else [],
+            nvtx=plan.device.type == "cuda",
+            listeners=listeners,
+            guard=guard,
+            attributes={**system_attributes(plan.device), **plan.attributes},
+        )
+        error: BaseException | None = None
+        if signals is not None:
+            signals.arm()
+        try:
+            yield generation
+        except BaseException as exc:
+            error = exc
+            if signals is not None:
+                signals.disarm()
+            if isinstance(exc, RunInterrupted):
+                generation.root.attributes.update(_interrupt_attributes(generation, exc))
+            raise
+        finally:
+            if signals is not None:
+                signals.disarm()
+            generation.finish(error)
+            flush()
+
+
+def _folder(plan: RunPlan) -> RunFolder | None:
+    if plan.store is None:
+        return None
+    if not plan.create:
+        return plan.store.join_run(plan.run_id)
+    folder = plan.store.create_run(plan.run_id)
+    summary = started_summary(plan.run_id, time.time_ns(), plan.request)
+    folder.write_summary(summary)
+    return folder
+
+
+def _interrupt_attributes(generation: Generation, exc: RunInterrupted) -> dict[str, Any]:
+    """Which signal, and the stage and step it stopped (the records it failed)."""
+    attrs: dict[str, Any] = {semconv.RUN_INTERRUPT_SIGNAL: exc.signal_name}
+    failed = [r for r in generation.records if r.error_type == type(exc).__name__]
+    stages = [r for r in failed if r.parent is generation.root]
+    steps = [r for r in failed if r.name == semconv.SPAN_DENOISE_STEP]
+    if stages:
+        attrs[semconv.RUN_INTERRUPT_STAGE] = stages[-1].name
+    if steps:
+        step = steps[-1].attributes.get(semconv.DENOISE_STEP)
+        if isinstance(step, int):
+            attrs[semconv.RUN_INTERRUPT_STEP] = step
+    return attrs
+
+
+@contextlib.contextmanager
+def gpu_samples(device: torch.device, path: Path | None) -> Iterator[None]:
+    """The in-process GPU sampler writing ``path``, on a GPU; any failure is one warning."""
+    if device.type != "cuda" or path is None:
+        yield
+        return
+    recorder = None
+    try:
+        from wan_otel.exporter.recorder import GpuSampleRecorder
+
+        recorder = GpuSampleRecorder(path, interval_s=SAMPLE_INTERVAL_S)
+        if not recorder.start():
+            recorder = None
+    except Exception as exc:  # ImportError included: the exporter extra may be missing
+        _log.warning("GPU samples will not be recorded: %s", exc)
+        recorder = None
+    try:
+        yield
+    finally:
+        if recorder is not None:
+            try:
+                recorder.stop()
+            except Exception as exc:
+                _log.warning("GPU sampler did not stop cleanly: %s", exc)
