@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_overhead import Client, timed_runs
 
 from wan_otel.cli import main as cli
+from wan_otel.pipeline.model_flags import ModelChoice
 from wan_otel.pipeline.serve import EngineConfig, ServeConfig, Server
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -92,9 +93,13 @@ def run(args: argparse.Namespace, store: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"opencv_fallback": opencv_fallback(), "checks": {}}
     checks = result["checks"]
     started = time.perf_counter()
-    engine = EngineConfig("ti2v-5b-random", torch.device("cuda"), torch.bfloat16, "none", store)
+    engine = EngineConfig(
+        ModelChoice("ti2v-5b-random", None, torch.device("cuda"), torch.bfloat16, "none"), store
+    )
     if args.dry_run:  # the script itself, on a CPU with the tiny preset
-        engine = EngineConfig("tiny", torch.device("cpu"), torch.float32, "none", store)
+        engine = EngineConfig(
+            ModelChoice("tiny", None, torch.device("cpu"), torch.float32, "none"), store
+        )
     server = Server(ServeConfig(engine, host="127.0.0.1", port=0, max_queue=8))
     server.start()
     assert server.wait_loaded(600) and server.load_error is None, server.load_error

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from wan_otel.pipeline.model_flags import ModelChoice
 from wan_otel.pipeline.serve import EngineConfig, ServeConfig, Server
 from wan_otel.pipeline.serve.jobs import IN_PROGRESS, Job, describe
 from wan_otel.pipeline.serve.validation import VideoRequest
@@ -207,10 +208,10 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as store:
+        model = ModelChoice("tiny", None, torch.device("cpu"), torch.float32, "none")
         config = ServeConfig(
-            EngineConfig("tiny", torch.device("cpu"), torch.float32, "none", Path(store)),
-            host="127.0.0.1", port=0, max_queue=args.max_queue,
-        )  # fmt: skip
+            EngineConfig(model, Path(store)), host="127.0.0.1", port=0, max_queue=args.max_queue
+        )
         server = Server(config)
         server.start()
         assert server.wait_loaded(120) and server.load_error is None, server.load_error

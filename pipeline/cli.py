@@ -148,31 +148,35 @@ def main(args: argparse.Namespace) -> int:
         TelemetryConfig(store=request.store, prometheus_port=args.prometheus_port)
     )
     progress = ProgressBar(request.steps)
+    failure: tuple[int, str] | None = None
     with signals_interrupt() as signals:
         try:
             outcome = run(request, telemetry, listeners=[progress], signals=signals)
         except RunInterrupted as exc:
-            print(f"wan-otel: {_interrupted(request, exc)} ({_where(request)})", file=sys.stderr)
-            return exc.exit_code
+            failure = exc.exit_code, f"{_interrupted(request, exc)} ({_where(request)})"
         except WanOtelError:  # bad input found late (a checkpoint folder): one line, exit 2
             raise
         except Exception as exc:
             if getattr(args, "traceback", False):
                 raise
-            print(
-                f"wan-otel: generation failed: {type(exc).__name__}: {_one_line(exc)} "
-                f"(run {request.run_id}; {_where(request)})",
-                file=sys.stderr,
+            failure = (
+                ExitStatus.ERROR,
+                (
+                    f"generation failed: {type(exc).__name__}: {_one_line(exc)} "
+                    f"(run {request.run_id}; {_where(request)})"
+                ),
             )
-            return ExitStatus.ERROR
         finally:
             progress.close()
-            report = telemetry.shutdown()
+            loss = telemetry.shutdown()
+    if failure is not None:
+        print(f"wan-otel: {failure[1]}", file=sys.stderr)
+        return failure[0]
     print(f"run {outcome.run_id}: {outcome.duration_s:.2f} s")
     if request.output is not None:
         print(f"video: {request.output}")
-    if report.dropped:
-        print(f"telemetry not delivered to OTLP: {report.dropped}")
+    if loss.dropped:
+        print(f"telemetry not delivered to OTLP: {loss.dropped}")
     if request.store is not None:
         print(f"report: {_report_hint(request)}")
     if signals.exit_code is not None:  # a signal came while the finished run was written

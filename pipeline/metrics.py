@@ -89,9 +89,10 @@ class PipelineMetrics:
 
         self.generation_duration.record(seconds(root), labels)
         for child in root.children:
-            if child.name in semconv.STAGE_SPANS and child.end is not None:
-                stage = child.name.removeprefix("wan.")
-                self.stage_duration.record(seconds(child), {**labels, semconv.LABEL_STAGE: stage})
+            stage = semconv.stage_for_span(child.name)
+            if stage is not None and child.end is not None:
+                stage_labels = {**labels, semconv.LABEL_STAGE: stage.metric_label}
+                self.stage_duration.record(seconds(child), stage_labels)
         for step in _descendants(root, semconv.SPAN_DENOISE_STEP):
             if step.end is not None:
                 self.step_duration.record(seconds(step), labels)

@@ -142,4 +142,5 @@ def check_port_free(flag: str, host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise WanOtelError(f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror})") from None
+            reason = f"cannot listen on {host}:{port} ({exc.strerror})"
+            raise WanOtelError(f"{flag} {port}: {reason}") from None

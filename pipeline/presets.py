@@ -61,6 +61,14 @@ FLOW_SHIFT = 5.0
 """UniPC flow shift of TI2V models (``scripts/convert_wan_to_diffusers.py``)."""
 
 
+def model_name(source: str, model_dir: Path | None = None) -> str:
+    """The model's name in spans and metric labels: a checkpoint's folder name (without
+    ``-Diffusers``), or the preset's architecture."""
+    if model_dir is not None:
+        return model_dir.resolve().name.removesuffix("-Diffusers") or MODEL_TI2V_5B
+    return f"{MODEL_TI2V_5B}-tiny" if source == TINY else MODEL_TI2V_5B
+
+
 def defaults_for(source: str) -> Defaults:
     return TINY_DEFAULTS if source == TINY else TI2V_5B_DEFAULTS
 
@@ -180,8 +188,7 @@ def build_preset(
             flow_shift=FLOW_SHIFT,
         )
     pipe = _assemble(image, tokenizer, text_encoder, transformer, None, vae, scheduler)
-    name = f"{MODEL_TI2V_5B}-tiny" if source == TINY else MODEL_TI2V_5B
-    return Built(pipe, name, source)
+    return Built(pipe, model_name(source), source)
 
 
 def _assemble(
@@ -257,7 +264,7 @@ def load_checkpoint(
         model_dir, tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer,
         transformer_2=transformer_2, vae=vae, scheduler=scheduler, **extra,
     )  # fmt: skip
-    name = model_dir.resolve().name.removesuffix("-Diffusers") or MODEL_TI2V_5B
+    name = model_name(SOURCE_CHECKPOINT, model_dir)
     task = TASK_TI2V if pipe.config.get("expand_timesteps") and transformer_2 is None else "t2v"
     return Built(pipe, name, SOURCE_CHECKPOINT, task)
 

@@ -57,10 +57,15 @@ class RunRequest:
     def summary_attributes(self) -> dict[str, Any]:
         """What the run was asked for, in root-attribute keys (its summary at the start)."""
         return {
+            semconv.MODEL_NAME: presets.model_name(self.model.source, self.model.model_dir),
+            semconv.MODEL_SOURCE: self.model.source,
+            semconv.OFFLOAD_MODE: self.model.offload,
             semconv.REQUEST_WIDTH: self.width,
             semconv.REQUEST_HEIGHT: self.height,
             semconv.REQUEST_NUM_FRAMES: self.frames,
             semconv.REQUEST_NUM_STEPS: self.steps,
+            semconv.REQUEST_GUIDANCE: float(self.guidance),
+            semconv.REQUEST_FPS: self.fps,
         }
 
 

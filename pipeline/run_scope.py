@@ -55,6 +55,8 @@ class RunPlan:
     request: Mapping[str, Any] = field(default_factory=dict)
     """What the run was asked for, in root-attribute keys: the summary written at its start
     (a run killed before its root span ends is still described)."""
+    writes_summary: bool = True
+    """False for the processes of a run that are not its first (other ranks)."""
 
 
 @contextlib.contextmanager
@@ -84,6 +86,9 @@ def run_scope(
             guard=guard,
             attributes={**system_attributes(plan.device), **plan.attributes},
         )
+        if folder is not None and plan.writes_summary:
+            attributes = {**generation.root.attributes, **plan.request}
+            folder.write_summary(started_summary(plan.run_id, time.time_ns(), attributes))
         error: BaseException | None = None
         if signals is not None:
             signals.arm()
@@ -108,10 +113,7 @@ def _folder(plan: RunPlan) -> RunFolder | None:
         return None
     if not plan.create:
         return plan.store.join_run(plan.run_id)
-    folder = plan.store.create_run(plan.run_id)
-    summary = started_summary(plan.run_id, time.time_ns(), plan.request)
-    folder.write_summary(summary)
-    return folder
+    return plan.store.create_run(plan.run_id)
 
 
 def _interrupt_attributes(generation: Generation, exc: RunInterrupted) -> dict[str, Any]:

@@ -155,7 +155,8 @@ class SpanStream:
         return ready
 
     def _resolvable(self, generation: Generation, record: Record) -> bool:
-        marks = [m for pair in record.intervals or () for m in pair] or [record.end]
+        ends: list[int | None] = [m for pair in record.intervals or () for m in pair]
+        marks = ends or [record.end]
         if any(m is None or generation.timeline.resolved(m) is None for m in marks):
             return False
         return all(_ready_value(v) for v in record.deferred.values())
@@ -284,7 +285,9 @@ class _Flusher:
         with self._lock:
             self._streams.add(stream)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="wan-otel-spans", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="wan-otel-spans", daemon=True
+                )
                 self._thread.start()
 
     def discard(self, stream: SpanStream) -> None:

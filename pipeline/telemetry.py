@@ -60,8 +60,8 @@ OTLP_TIMEOUT_S = 5.0
 """Per-request OTLP timeout unless the standard variables set one (the SDK's default is 10)."""
 SHUTDOWN_TIMEOUT_S = 2.0
 """Longest wait for the exporters at the end of a run (all of them, together)."""
-LOCAL_GRACE_S = 0.2
-"""Time the local metric readers get at exit even when the deadline has passed."""
+METRICS_SHARE_S = 0.3
+"""Of the deadline, what the metric readers' last collection and export get at least."""
 STORE_QUEUE_SIZE = 65536
 """The store's span queue (a failed run's last spans come at once)."""
 STORE_DELAY_MS = 500
@@ -150,19 +150,30 @@ class CountingMetricExporter(MetricExporter):
         )
         self.inner = inner
         self.failed_points = 0
+        self.pending_points = 0
+        """Points of exports still under way (lost if the process exits now)."""
         self._lock = threading.Lock()
+
+    @property
+    def lost_points(self) -> int:
+        with self._lock:
+            return self.failed_points + self.pending_points
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        points = _points(metrics_data)
+        with self._lock:
+            self.pending_points += points
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
             _log.debug("OTLP metric export raised: %s", exc)
             result = MetricExportResult.FAILURE
-        if result is not MetricExportResult.SUCCESS:
-            with self._lock:
-                self.failed_points += _points(metrics_data)
+        with self._lock:
+            self.pending_points -= points
+            if result is not MetricExportResult.SUCCESS:
+                self.failed_points += points
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -238,13 +249,19 @@ class Telemetry:
         deadline = time.monotonic() + self.shutdown_timeout_s
         processor, counting = self.otlp_processor, self.otlp_counting
         if processor is not None and counting is not None:
-            timeout_s = self.shutdown_timeout_s
-            _bounded([lambda: _shutdown_batch(processor, timeout_s)], deadline)
+            # Spans get the deadline less the metrics' share.
+            timeout_s = max(0.0, self.shutdown_timeout_s - METRICS_SHARE_S)
+            _bounded([lambda: _shutdown_batch(processor, timeout_s)], deadline - METRICS_SHARE_S)
             delivered = self.otlp_exporter.delivered if self.otlp_exporter is not None else 0
             loss.dropped_spans = max(0, counting.submitted - delivered)
             counting.dropped_at_end = loss.dropped_spans  # the counter's last value
+        # The metric readers' last collection and export, in what is left (at least their share).
+        end = max(deadline, time.monotonic() + METRICS_SHARE_S)
+        remaining_ms = int((end - time.monotonic()) * 1000)
+        tasks: list[Callable[[], Any]] = [lambda: self.meter_provider.shutdown(remaining_ms)]
+        _bounded([*tasks, *self._closers], end)
         if self.otlp_metrics is not None:
-            loss.dropped_metric_points = self.otlp_metrics.failed_points
+            loss.dropped_metric_points = self.otlp_metrics.lost_points
         if loss.dropped is not None:
             _log.warning(
                 "%s could not be delivered to the OTLP endpoint %s%s",
@@ -252,10 +269,6 @@ class Telemetry:
                 self.otlp_endpoint,
                 " (the local run store has the spans)" if self.store_processor is not None else "",
             )
-        # The metric readers' last collection (local readers need no network: a short grace).
-        remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-        tasks: list[Callable[[], Any]] = [lambda: self.meter_provider.shutdown(remaining_ms)]
-        _bounded([*tasks, *self._closers], max(deadline, time.monotonic() + LOCAL_GRACE_S))
         return loss
 
 

@@ -90,7 +90,8 @@ class CudaTimeline:
         self._times: list[int] = []
         self._lock = threading.Lock()
         self._source = SOURCE_CUDA_EVENT
-        self._side = torch.cuda.Stream(device)
+        stream_class: Any = torch.cuda.Stream  # untyped in torch's stubs
+        self._side = stream_class(device)
         self._failed = False
         self._base = self._anchor()
         self._anchored_s = time.monotonic()

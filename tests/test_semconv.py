@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from wan_otel import semconv
 from wan_otel.semconv_doc import render
 
@@ -45,3 +47,30 @@ def test_attribute_keys_are_namespaced() -> None:
     for key in keys:
         assert re.fullmatch(r"wan\.[a-z0-9_.]+", key), key
     assert semconv.weight_bytes_key("transformer") == "wan.weights.transformer.bytes"
+
+
+def test_one_stage_table_in_run_order() -> None:
+    stages = semconv.STAGES
+    assert [s.order for s in stages] == list(range(1, len(stages) + 1))
+    assert tuple(s.span for s in stages) == semconv.STAGE_SPANS
+    # diffusers encodes the prompt, then prepares latents and timesteps, then denoises.
+    assert [s.key for s in stages] == [
+        "initialization", "text_encoding", "preprocess", "denoising", "vae_decode", "export",
+    ]  # fmt: skip
+    # The `stage` label values of wan_stage_duration_seconds since the first release: a new
+    # spelling would start new Prometheus series and break dashboards over old data.
+    assert [s.metric_label for s in stages] == [
+        "pipeline.initialize", "text_encoder.encode", "pipeline.preprocess", "denoise.loop",
+        "vae.decode", "pipeline.export",
+    ]  # fmt: skip
+    assert all(s.metric_label == s.span.removeprefix("wan.") for s in stages)
+    assert len({s.label for s in stages}) == len({s.key for s in stages}) == len(stages)
+
+
+def test_stage_lookups() -> None:
+    denoise = semconv.stage_for_span(semconv.SPAN_DENOISE)
+    assert denoise is not None and denoise.key == "denoising" and denoise.label == "Denoising"
+    assert semconv.stage_for_span(semconv.SPAN_DENOISE_STEP) is None
+    assert semconv.stage_for_key("vae_decode").span == semconv.SPAN_VAE_DECODE
+    with pytest.raises(KeyError):
+        semconv.stage_for_key("decode")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -25,7 +27,10 @@ class CommandModule(Protocol):
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("wan_otel.pipeline.cli", "run a Wan2.2 generation with spans, metrics and GPU samples"),
-    "report": ("wan_otel.report.cli", "performance report of one run (local store)"),
+    "report": (
+        "wan_otel.report.cli",
+        "performance report of one run (local store, or a trace backend and Prometheus)",
+    ),
     "runs": ("wan_otel.store.cli", "list the runs in the local store, newest first"),
     "exporter": ("wan_otel.exporter.cli", "serve NVML/GPM GPU metrics for Prometheus"),
     "serve": (
@@ -84,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`wan-otel runs | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

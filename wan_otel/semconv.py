@@ -13,6 +13,7 @@ labels bounded, never a run id or a prompt.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 # --------------------------------------------------------------------------------------------
@@ -54,15 +55,56 @@ SPAN_VAE_DECODE: Final = "wan.vae.decode"
 SPAN_EXPORT: Final = "wan.pipeline.export"
 """Writing the output video (mp4) to its file."""
 
-STAGE_SPANS: Final = (
-    SPAN_INITIALIZE,
-    SPAN_TEXT_ENCODE,
-    SPAN_PREPROCESS,
-    SPAN_DENOISE,
-    SPAN_VAE_DECODE,
-    SPAN_EXPORT,
+# --------------------------------------------------------------------------------------------
+# Stages: the root span's direct children, one table read by every side
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a generation: its span, its names on each side, and its place in the run."""
+
+    order: int
+    """Run order from 1: the latency breakdown's numbering and the trace table's order."""
+    span: str
+    """Span name (a direct child of the root span)."""
+    key: str
+    """Short id: the report's JSON ``stages[].key`` and the server's job ``stage``."""
+    metric_label: str
+    """Value of the ``stage`` label of ``wan_stage_duration_seconds``: the span name without
+    ``wan.`` (kept as it is so that Prometheus series do not change)."""
+    label: str
+    """Display label: report sections and the progress bar."""
+
+
+STAGES: Final = (
+    Stage(1, SPAN_INITIALIZE, "initialization", "pipeline.initialize", "Initialization"),
+    Stage(2, SPAN_TEXT_ENCODE, "text_encoding", "text_encoder.encode", "Text Encoding"),
+    Stage(3, SPAN_PREPROCESS, "preprocess", "pipeline.preprocess", "Preprocess"),
+    Stage(4, SPAN_DENOISE, "denoising", "denoise.loop", "Denoising"),
+    Stage(5, SPAN_VAE_DECODE, "vae_decode", "vae.decode", "VAE Decoding"),
+    Stage(6, SPAN_EXPORT, "export", "pipeline.export", "Export"),
 )
-"""The direct children of the root span that make up the latency breakdown, in run order."""
+"""The stages in run order (diffusers encodes the prompt before it prepares latents); the
+full table is at the end of docs/telemetry.md."""
+
+STAGE_SPANS: Final = tuple(stage.span for stage in STAGES)
+"""The stages' span names, in run order: the root's children that make up the latency
+breakdown."""
+
+_STAGE_BY_SPAN: Final = {stage.span: stage for stage in STAGES}
+_STAGE_BY_KEY: Final = {stage.key: stage for stage in STAGES}
+
+
+def stage_for_span(name: str) -> Stage | None:
+    """The stage whose span is named ``name``, or None for a span that is not a stage."""
+    return _STAGE_BY_SPAN.get(name)
+
+
+def stage_for_key(key: str) -> Stage:
+    """The stage with this ``key`` (e.g. ``denoising``); KeyError for an unknown key."""
+    return _STAGE_BY_KEY[key]
+
 
 # --------------------------------------------------------------------------------------------
 # Span attributes: run and request (root span; RUN_ID on every span of the run)
@@ -71,6 +113,23 @@ STAGE_SPANS: Final = (
 RUN_ID: Final = "wan.run.id"
 """string. The run id, on every span of the run (trace backends search spans, and one serving
 process runs many jobs). Never a metric label."""
+
+RUN_INTERRUPT_SIGNAL: Final = "wan.run.interrupt.signal"
+"""string. Root span of a run stopped by a signal: its name, ``SIGTERM`` or ``SIGINT`` (what
+Kubernetes sends on eviction, rollout or preemption; Ctrl-C). The root's status is ERROR."""
+
+RUN_INTERRUPT_STAGE: Final = "wan.run.interrupt.stage"
+"""string. Root span of an interrupted run: the span name of the stage the signal arrived in."""
+
+RUN_INTERRUPT_STEP: Final = "wan.run.interrupt.step"
+"""int. Root span of a run interrupted while denoising: the index of the step in progress."""
+
+WORLD_SIZE: Final = "wan.world_size"
+"""int. Processes (GPUs) that run one generation together; 1 for a single-GPU run. On every
+span of the run."""
+
+RANK: Final = "wan.rank"
+"""int. This process's rank in a multi-GPU run (0 to world size - 1); on every span."""
 
 MODEL_NAME: Final = "wan.model.name"
 """string. Model name, e.g. ``Wan2.2-TI2V-5B``."""
@@ -280,6 +339,10 @@ METRIC_SPANS_DROPPED: Final = "wan.telemetry.spans_dropped"
 """Counter, spans the exporters could not deliver. Prometheus:
 ``wan_telemetry_spans_dropped_total``."""
 
+METRIC_METRIC_POINTS_DROPPED: Final = "wan.telemetry.metric_points_dropped"
+"""Counter, metric data points the OTLP exporter could not deliver. Prometheus:
+``wan_telemetry_metric_points_dropped_total``."""
+
 METRIC_GENERATIONS_ACTIVE: Final = "wan.generations.active"
 """UpDownCounter, generations running now (0 or 1 per GPU). Prometheus:
 ``wan_generations_active``. Alert rules join on it to know a GPU should be busy."""
@@ -292,6 +355,7 @@ PROMETHEUS_NAMES: Final = {
     METRIC_FRAMES: "wan_frames_generated_total",
     METRIC_FAILURES: "wan_generation_failures_total",
     METRIC_SPANS_DROPPED: "wan_telemetry_spans_dropped_total",
+    METRIC_METRIC_POINTS_DROPPED: "wan_telemetry_metric_points_dropped_total",
     METRIC_INSTRUMENTATION_ERRORS: "wan_telemetry_instrumentation_errors_total",
     METRIC_GENERATIONS_ACTIVE: "wan_generations_active",
 }
@@ -345,7 +409,7 @@ LABEL_OFFLOAD: Final = "offload"
 """Metric label: offload mode."""
 
 LABEL_STAGE: Final = "stage"
-"""Metric label: stage span name without the ``wan.`` prefix."""
+"""Metric label: the stage's ``Stage.metric_label`` (its span name without ``wan.``)."""
 
 LABEL_STATUS: Final = "status"
 """Metric label: ``ok`` or ``error``."""

@@ -37,7 +37,7 @@ def render() -> str:
         if not isinstance(node, ast.AnnAssign | ast.Assign):
             continue
         target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
-        if not isinstance(target, ast.Name):
+        if not isinstance(target, ast.Name) or target.id.startswith("_"):
             continue
         heading = max((n for n in section_of if n < node.lineno), default=None)
         if heading is not None and section_of[heading] != current:
@@ -48,9 +48,32 @@ def render() -> str:
         following = body[index + 1] if index + 1 < len(body) else None
         if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
             doc = str(following.value.value)
-        shown = f"`{', '.join(map(str, value))}`" if isinstance(value, tuple) else f"`{value}`"
-        out.append(f"| `{target.id}` | {shown} | {_one_line(doc)} |")
-    return "\n".join(out) + "\n"
+        out.append(f"| `{target.id}` | {_shown(value)} | {_one_line(doc)} |")
+    return "\n".join(out + _stage_table()) + "\n"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return f"`{', '.join(v.key if isinstance(v, semconv.Stage) else str(v) for v in value)}`"
+    return f"`{value}`"
+
+
+def _stage_table() -> list[str]:
+    """``STAGES`` in full: one row per stage, in run order."""
+    out = [
+        "",
+        "## Stage table (`STAGES`)",
+        "",
+        _one_line(semconv.Stage.__doc__ or ""),
+        "",
+        "| order | span | key | metric label (`stage=`) | display label |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {s.order} | `{s.span}` | `{s.key}` | `{s.metric_label}` | {s.label} |"
+        for s in semconv.STAGES
+    ]
+    return out
 
 
 def _one_line(text: str) -> str:

@@ -109,7 +109,10 @@ class Engine:
         )
         with self._scope(plan, stream, metrics=None) as generation:  # not a served generation
             pipe, built = initialize(
-                self.config.model, generation, self.telemetry, record_prompt=self.config.record_prompt
+                self.config.model,
+                generation,
+                self.telemetry,
+                record_prompt=self.config.record_prompt,
             )
             self._pipes[False] = self._instrumented = pipe
             self.model_name, self.task = built.model_name, built.task

@@ -47,8 +47,8 @@ class JobFiles:
         return self.store.folder(job_id).file(VIDEO_FILE)
 
     def create(self, job_id: str) -> None:
-        """The job's run folder (a new run id: made in one step, never shared)."""
-        self.store.create_run(job_id)
+        """The job's run folder, if it does not exist yet (an upload may have made it)."""
+        self.store.ensure_run(job_id)
 
     def save_input(self, job_id: str, data: bytes, suffix: str) -> Path:
         path = self.store.folder(job_id).file(f"{INPUT_STEM}{suffix}")

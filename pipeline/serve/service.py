@@ -16,9 +16,9 @@ from wan_otel.pipeline.serve.engine import Engine
 from wan_otel.pipeline.serve.errors import ApiError
 from wan_otel.pipeline.serve.jobs import COMPLETED, IN_PROGRESS, QUEUED, Job, JobQueue, describe
 from wan_otel.pipeline.serve.persist import JOB_FILE, JobFiles
-from wan_otel.store.run_store import new_run_id
 from wan_otel.pipeline.serve.tracing import MintedTraceIds, incoming_context, trace_id_hex
 from wan_otel.pipeline.serve.validation import parse_json, validate
+from wan_otel.store.run_store import new_run_id
 
 MAX_LIST = 100
 

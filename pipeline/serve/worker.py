@@ -16,7 +16,6 @@ from wan_otel.pipeline.generation import Record
 from wan_otel.pipeline.serve.engine import Engine, GenerationStopped
 from wan_otel.pipeline.serve.jobs import CANCELLED, COMPLETED, FAILED, Job, JobQueue
 from wan_otel.pipeline.serve.metrics import ServerMetrics
-from wan_otel.report.stages import STAGE_LABELS
 
 _log = logging.getLogger(__name__)
 
@@ -31,9 +30,9 @@ class Progress:
         self._queue, self._job = queue, job
 
     def on_open(self, record: Record) -> None:
-        label = STAGE_LABELS.get(record.name)
-        if label is not None:
-            self._queue.progress(self._job, stage=label[0])
+        stage = semconv.stage_for_span(record.name)
+        if stage is not None:
+            self._queue.progress(self._job, stage=stage.key)
 
     def on_close(self, record: Record) -> None:
         if record.name == semconv.SPAN_DENOISE_STEP:

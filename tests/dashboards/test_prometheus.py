@@ -77,7 +77,8 @@ class Pipeline:
 def pipeline() -> Iterator[Pipeline]:
     torch = pytest.importorskip("torch")
     from wan_otel.pipeline import presets
-    from wan_otel.pipeline.run import RunConfig, run
+    from wan_otel.pipeline.model_flags import ModelChoice
+    from wan_otel.pipeline.run import RunRequest, run
     from wan_otel.pipeline.telemetry import TelemetryConfig, setup_telemetry
 
     telemetry = setup_telemetry(
@@ -86,8 +87,8 @@ def pipeline() -> Iterator[Pipeline]:
     d = presets.TINY_DEFAULTS
 
     def generate(run_id: str, fail: bool = False) -> None:
-        config = RunConfig(
-            source=presets.TINY,
+        config = RunRequest(
+            model=ModelChoice(presets.TINY, None, torch.device("cpu"), torch.float32, "none"),
             run_id=run_id,
             prompt="a cat walks on the grass",
             negative_prompt=None,
@@ -98,9 +99,6 @@ def pipeline() -> Iterator[Pipeline]:
             guidance=d.guidance,
             fps=d.fps,
             seed=1,
-            offload="none",
-            device=torch.device("cpu"),
-            dtype=torch.float32,
             max_sequence_length=d.max_sequence_length,
         )
         if fail:

@@ -26,7 +26,7 @@ from tests.integration.conftest import StartPrometheus, query
 from tests.report.helpers import run_cli
 from wan_otel import semconv as sc
 from wan_otel.store.otlp_json import encode_spans
-from wan_otel.store.run_store import SAMPLES_FILE
+from wan_otel.store.run_store import RunStore
 
 pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch")
@@ -123,7 +123,8 @@ def test_backend_report_matches_store_report(
     from wan_otel.exporter.fake import fake_uuid
     from wan_otel.exporter.recorder import GpuSampleRecorder
     from wan_otel.pipeline import presets
-    from wan_otel.pipeline.run import RunConfig, run
+    from wan_otel.pipeline.model_flags import ModelChoice
+    from wan_otel.pipeline.run import RunRequest, run
     from wan_otel.pipeline.telemetry import TelemetryConfig, setup_telemetry
 
     target, recorder_backend = scripted_gpu
@@ -143,8 +144,8 @@ def test_backend_report_matches_store_report(
     )
     d = presets.TINY_DEFAULTS
     run_id = "it-backends"
-    config = RunConfig(
-        source=presets.TINY,
+    config = RunRequest(
+        model=ModelChoice(presets.TINY, None, torch.device("cpu"), torch.float32, "none"),
         run_id=run_id,
         prompt="a fox in the snow",
         negative_prompt=None,
@@ -155,20 +156,20 @@ def test_backend_report_matches_store_report(
         guidance=d.guidance,
         fps=d.fps,
         seed=3,
-        offload="none",
-        device=torch.device("cpu"),
-        dtype=torch.float32,
         max_sequence_length=d.max_sequence_length,
-        store=store,
-        listeners=[SlowSteps(0.6)],
+        store=RunStore(store),
     )
-    recorder = GpuSampleRecorder(store / run_id / SAMPLES_FILE, 0.1, backend=recorder_backend)
+    # The scripted GPU's samples, recorded around the run and then put in its folder (on a
+    # real GPU the run scope records them there itself).
+    recorded = tmp_path / "gpu_samples.jsonl"
+    recorder = GpuSampleRecorder(recorded, 0.1, backend=recorder_backend)
     assert recorder.start()
     try:
-        run(config, telemetry)
+        run(config, telemetry, listeners=[SlowSteps(0.6)])
     finally:
         recorder.stop()
         telemetry.shutdown()
+    recorded.rename(RunStore(store).folder(run_id).samples())
     time.sleep(2.5)  # scrapes that bracket the run's end
     _wait_scrapes(base_url, 6)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import torch
 
 from tests.pipeline.test_telemetry import tiny_config
 from wan_otel.pipeline.run import RunRequest
@@ -77,7 +76,10 @@ def test_a_missing_or_broken_sampler_is_one_warning(
 
     _fake_module(monkeypatch, broken)
     config = tiny_config(tmp_path, "gpu-run", device="cuda")
-    with caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.run_scope"), _gpu_samples(config):
+    with (
+        caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.run_scope"),
+        _gpu_samples(config),
+    ):
         pass
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["GPU samples will not be recorded: NVML exploded"]

@@ -55,7 +55,7 @@ def test_run_writes_the_store_and_the_video(
     assert stages[0].name == sc.SPAN_INITIALIZE
     summary = RunStore(tmp_path).summary("r1")
     assert summary is not None and summary.status == "ok"
-    assert "[denoise] step 3/3" in err
+    assert "[Denoising] step 3/3" in err
 
 
 def test_report_reads_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,6 +176,7 @@ def test_a_dead_otlp_endpoint_neither_fails_nor_slows_the_run(
     assert shutdown_s < SHUTDOWN_S + 1.0  # one deadline for every exporter, plus a margin
     assert report.dropped_spans == len(stored)
     assert _dropped_counter(reader) == len(stored)
+    assert report.dropped_metric_points > 0  # the final metric export: failed or cut off
     warnings = [r for r in caplog.records if "could not be delivered" in r.getMessage()]
     assert len(warnings) == 1 and str(len(stored)) in warnings[0].getMessage()
 

@@ -10,7 +10,9 @@ import pytest
 from tests.report.helpers import run_cli
 from wan_otel import semconv as sc
 from wan_otel.examples.reference_l40s import reference_spans_payload, write_reference_run
-from wan_otel.store.run_store import SAMPLES_FILE, SPANS_FILE
+from wan_otel.store.run_store import SAMPLES, SPANS, file_name
+
+SPANS_FILE, SAMPLES_FILE = file_name(SPANS), file_name(SAMPLES)
 
 
 def _report(store: Path, run_id: str, *extra: str) -> tuple[int, str, str]:
@@ -98,8 +100,9 @@ def test_failed_run_shows_the_error(tmp_path: Path) -> None:
     code, out, err = _report(tmp_path, "failed")
     assert code == 0, err
     assert "status error" in out
-    assert "Failed:            OutOfMemoryError: CUDA out of memory" in out
+    assert "[Error]\n" + "-" * 80 + "\nOutOfMemoryError: CUDA out of memory\n" in out
     assert "ERROR OutOfMemoryError: CUDA out of memory" in out  # the VAE row
+    assert out.count("CUDA out of memory") == 2
     assert "SM % and Load are n/a: no GPU samples were recorded" in out
 
 

@@ -56,3 +56,26 @@ def test_window_mostly_outside_the_samples_has_no_mean() -> None:
 
 def test_one_sample_is_not_enough() -> None:
     assert CounterSeries([0], [0.0]).mean(0, S).pct is None
+
+
+def test_non_finite_and_negative_values_are_left_out_and_counted() -> None:
+    times = [0, S, 2 * S, 3 * S, 4 * S]
+    values = [0.0, float("nan"), 1.0, -2.0, 2.0]  # busy half the time
+    series = CounterSeries(times, values)
+    assert series.dropped == 2
+    assert series.times == [0, 2 * S, 4 * S]
+    assert series.mean(0, 4 * S).pct == pytest.approx(50.0)
+
+
+def test_values_at_one_time_keep_the_first_given() -> None:
+    series = CounterSeries([0, S, S, 2 * S], [0.0, 0.5, 0.9, 1.0])
+    assert series.times == [0, S, 2 * S] and series.values == [0.0, 0.5, 1.0]
+    assert series.mean(0, S).pct == pytest.approx(50.0)
+
+
+def test_counters_beyond_the_float_range_give_no_mean_not_nan() -> None:
+    # Two restarts near the float maximum: the corrected counter overflows to infinity.
+    big = 1.7e308
+    series = CounterSeries([0, S, 2 * S, 3 * S], [big, 0.0, big, 1.0])
+    mean = series.mean(0, 3 * S)
+    assert mean.pct is None and mean.reason == "GPU counter values out of range"

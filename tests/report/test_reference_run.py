@@ -93,10 +93,10 @@ def test_defects_of_the_reference_are_corrected(report: Report) -> None:
     assert sum(row.load or 0 for row in report.trace if row.name.startswith("Step ")) > 370
     # DiT activation peak was 0.00 GB: ours is step peak minus memory at step start.
     assert report.memory.dit_activation_peak_gb == pytest.approx(31.11 - 21.34, abs=1e-6)
-    # S26_Loading showed SM 100 % for a 0.00 s window: too short to measure now.
-    transfers = [row for row in report.trace if row.name.startswith("Transfer")]
-    assert len(transfers) == 30
-    assert all(row.sm_pct is None and "too short" in row.comment for row in transfers)
+    # S26_Loading showed SM 100 % for a 0.00 s window: the 30 no-op transfers fold into one
+    # row with no SM figure.
+    (transfers,) = [row for row in report.trace if "transfer" in row.name.lower()]
+    assert transfers.name == "30 no-op transfers" and transfers.sm_pct is None
     # Stages summed to 557 s of 593 s: an explicit unattributed line closes the breakdown.
     other = next(line for line in report.stages if line.key == "other")
     assert other.duration_s == pytest.approx(36.4089, abs=1e-3)
@@ -156,10 +156,10 @@ def test_json_schema_keys(report: Report) -> None:
 
 def test_recommendations_are_quantified(report: Report) -> None:
     rules = {rec.rule: rec.text for rec in report.recommendations}
-    assert set(rules) == {"offload", "idle_gpu", "unattributed", "initialization", "compute_bound"}
+    # Offload moved 0 B in 10 ms: nothing to say (test_rough_edges covers the offload rule).
+    assert set(rules) == {"idle_gpu", "unattributed", "initialization", "compute_bound"}
     assert "36.41 s" in rules["unattributed"] and "30.40 s" in rules["unattributed"]
     assert "90.14 s" in rules["initialization"]
     assert "38.46 s" in rules["compute_bound"]  # 10 % of 384.60 s
-    assert "text_encoder and vae weights (not recorded)" in rules["offload"]
     assert "warmup" not in rules  # 12.74 s first step vs 12.82 s: nothing to say
     assert "memory_headroom" not in rules  # 70.4 % of VRAM

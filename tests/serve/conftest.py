@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from wan_otel.pipeline.model_flags import ModelChoice
 from wan_otel.pipeline.serve import EngineConfig, ServeConfig, Server
 
 torch.set_num_threads(2)
@@ -95,7 +96,7 @@ def start_server(
 ) -> Running:
     exporter = InMemorySpanExporter()
     config = ServeConfig(
-        EngineConfig("tiny", torch.device("cpu"), torch.float32, "none", store),
+        EngineConfig(ModelChoice("tiny", None, torch.device("cpu"), torch.float32, "none"), store),
         host="127.0.0.1",
         port=0,
         max_queue=max_queue,

@@ -25,7 +25,7 @@ def test_the_command_is_registered() -> None:
     ("flags", "says"),
     [
         (["--max-queue", "0"], "wan-otel: --max-queue 0: must be 1 or more\n"),
-        (["--grace-seconds", "-2"], "wan-otel: --grace-seconds -2.0: must be 0 or more\n"),
+        (["--grace-seconds", "-2"], "wan-otel: --grace-seconds -2.0: must be 0 to 3600\n"),
         (["--port", "70000"], "wan-otel: --port 70000: must be 0 to 65535\n"),
         (["--device", "cuda:0"], "wan-otel: --device cuda:0: CUDA is not available\n"),
     ],

@@ -25,7 +25,7 @@ from wan_otel.pipeline.serve.jobs import (
 )
 from wan_otel.pipeline.serve.persist import JOB_FILE, JobFiles, store_lock
 from wan_otel.pipeline.serve.validation import VideoRequest
-from wan_otel.store.run_store import SPANS_FILE
+from wan_otel.store.run_store import RunStore
 
 REQUEST = VideoRequest("a cat", None, 64, 32, 9, 4, 5.0, 8, 11)
 
@@ -97,7 +97,7 @@ def test_the_record_on_disk_follows_the_job(tmp_path: Path) -> None:
     queue = open_queue(tmp_path)
     j = job(1)
     queue.submit(j)
-    assert (tmp_path / j.id / SPANS_FILE).read_text() == ""  # `wan-otel runs` can list it
+    assert RunStore(tmp_path).run_ids() == [j.id]  # `wan-otel runs` lists it
     record = on_disk(tmp_path, j.id)
     assert record["status"] == QUEUED and record["object"] == "video"
     assert record["size"] == "64x32" and record["num_frames"] == 9 and record["seed"] == 11

@@ -61,4 +61,4 @@ def test_runs_lists_cancelled_and_queued_jobs(
     client.wait(running), client.wait(queued)
     assert code == 0, err
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert lines[cancelled].endswith("empty") and lines[queued].endswith("empty")
+    assert lines[cancelled].endswith("no spans yet") and lines[queued].endswith("no spans yet")

@@ -26,19 +26,18 @@ from wan_otel.report.spans import (
     build_tree,
     error_text,
 )
-from wan_otel.report.stages import STAGE_LABELS, stage_lines
+from wan_otel.report.stages import UNTRACED_MEMORY_GIB, stage_label, stage_lines
 from wan_otel.report.trace_table import trace_rows
 from wan_otel.store.otlp_json import STATUS_ERROR, SpanRecord
 from wan_otel.store.run_store import RunData
 from wan_otel.store.samples import GpuSample
+from wan_otel.store.summary import KILLED, RUNNING, RunSummary, interrupt_detail
 
 THROUGHPUT_STAGES = (sc.SPAN_TEXT_ENCODE, sc.SPAN_DENOISE, sc.SPAN_VAE_DECODE)
 SOURCE_MEANING = {
     "gpm": "GPM SM activity (share of SMs busy)",
     "nvml_util": "NVML utilization (share of time any kernel ran; this GPU has no GPM)",
 }
-UNTRACED_MEMORY_GIB = 0.1
-"""Smallest memory change between two stage spans worth a line in the memory section."""
 
 
 class SmSeries:
@@ -162,8 +161,8 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
         start = attr_gib(after, sc.MEMORY_ALLOCATED_START)
         if end is not None and start is not None and abs(start - end) >= UNTRACED_MEMORY_GIB:
             untraced.append(
-                f"{start - end:+.2f} GiB between {STAGE_LABELS[before.name][1]} and "
-                f"{STAGE_LABELS[after.name][1]}, outside any span"
+                f"{start - end:+.2f} GiB between {stage_label(before)} and "
+                f"{stage_label(after)}, outside any span"
             )
     return MemoryFigures(
         offload=config.offload,
@@ -180,8 +179,36 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
     )
 
 
+def _ending(tree: RunTree, summary: RunSummary | None, error: str | None) -> tuple[str, str]:
+    """(status, how the run ended in words)."""
+    root = tree.root
+    if tree.root_is_real:
+        signal = attr_str(root, sc.RUN_INTERRUPT_SIGNAL)
+        if signal is not None:
+            return "interrupted", f"interrupted by {interrupt_detail(root.attributes, signal)}"
+        if root.status_code == STATUS_ERROR:
+            return "error", "failed (the error is below)"
+        return "ok", "completed"
+    seen = summary.seen_from() if summary is not None else None
+    steps = len(tree.steps())
+    written = f"{steps} step(s) and {len(tree.spans)} span(s) written before the end"
+    if seen is not None and seen.status == KILLED:
+        return "killed", (
+            f"killed: its process ended without recording the end (SIGKILL, the OOM killer, "
+            f"a lost node); {written}"
+        )
+    if seen is not None and seen.status == RUNNING:
+        return "running", f"still running (process {seen.pid} on {seen.host}); {written} so far"
+    return "incomplete", f"no end recorded; {written}"
+
+
 def _summary(
-    tree: RunTree, config: RunConfig, system: SystemInfo, memory: MemoryFigures, sm: SmSeries
+    tree: RunTree,
+    config: RunConfig,
+    system: SystemInfo,
+    memory: MemoryFigures,
+    sm: SmSeries,
+    run_summary: RunSummary | None = None,
 ) -> Summary:
     root = tree.root
     total = root.duration_s
@@ -198,11 +225,8 @@ def _summary(
             mpx_per_s = config.width * config.height * config.num_frames / 1e6 / window
     whole = sm.mean(root)
     peak = memory.run_peak_gb
-    if tree.root_is_real:
-        status = "error" if root.status_code == STATUS_ERROR else "ok"
-    else:
-        status = "incomplete"
     failed = [e for s in tree.spans if (e := error_text(s))]
+    status, ended = _ending(tree, run_summary, failed[-1] if failed else None)
     sm_note = whole.reason
     if whole.pct is not None and sm.series is not None:
         meaning = SOURCE_MEANING.get(sm.source or "", sm.source or "unknown source")
@@ -212,6 +236,7 @@ def _summary(
         )
     return Summary(
         status=status,
+        ended=ended,
         error=failed[-1] if failed else None,
         started_ns=root.start_ns,
         total_s=total,
@@ -238,15 +263,14 @@ def _summary(
 def build_report(run: RunData) -> Report:
     """The whole analysis of one run. Raises WanOtelError only when the run has no spans."""
     notes = list(run.warnings)
-    tree = build_tree(run.run_id, run.spans, notes)
+    started = run.summary.attributes if run.summary is not None else None
+    tree = build_tree(run.run_id, run.spans, notes, started)
     sm = SmSeries(tree.root, run.samples)
     system, config = _system(tree.root), _config(tree.root)
     memory = _memory(tree, config)
-    summary = _summary(tree, config, system, memory, sm)
+    summary = _summary(tree, config, system, memory, sm, run.summary)
     stages = stage_lines(tree, sm.mean)
     trace = trace_rows(tree, sm.mean)
-    if summary.error:
-        notes.append(f"the run failed: {summary.error}")
     return Report(
         run_id=run.run_id,
         title=_title(config),

@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    parser.add_argument("--ascii", action="store_true", help="plain ASCII text (no symbols)")
+    parser.add_argument(
+        "--ascii", action="store_true", help="plain ASCII text or Markdown (no symbols)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -73,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         out = render_json(report)
     elif args.format == "markdown":
-        out = render_markdown(report)
+        out = render_markdown(report, ascii_only=args.ascii)
     else:
         out = render_text(report, ascii_only=args.ascii)
     sys.stdout.write(out)

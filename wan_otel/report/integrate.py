@@ -3,13 +3,20 @@
 A sample holds the integral of activity (seconds busy) since the sampler started; GPM
 readings are means between consecutive samples, so the counter is exact at every sample time.
 Inside one sample interval activity is unknown; we interpolate linearly and report, per window,
-the worst-case error that interpolation can cause (``tolerance_pct``). Counter resets (a
-restarted exporter) are handled as Prometheus does: a drop means the counter restarted from 0.
+the worst-case error that interpolation can cause (``tolerance_pct``).
+
+Two sources, two rules for a counter that goes down. Store samples come from one sampler per
+file, whose counters never go down: ``store.samples.read_samples`` drops such readings as
+errors before they get here. Prometheus series span exporter restarts, so here, as in
+Prometheus, a drop means the counter restarted from 0. Whatever the caller passes, non-finite
+or negative values are left out (``dropped`` counts them) and of several values at one time the
+first is kept, so no input turns a mean into NaN or a division by zero.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,10 +44,15 @@ class CounterSeries:
         order = sorted(range(len(times_ns)), key=lambda i: times_ns[i])
         self.times: list[int] = []
         self.values: list[float] = []
+        self.dropped = 0
+        """Values left out: not finite, or negative."""
         offset = 0.0
         previous: float | None = None
         for i in order:
             t, v = times_ns[i], values[i]
+            if not math.isfinite(v) or v < 0:
+                self.dropped += 1
+                continue
             if self.times and t == self.times[-1]:
                 continue
             if previous is not None and v < previous:
@@ -80,6 +92,8 @@ class CounterSeries:
             return WindowMean(None, f"samples cover {100 * covered:.0f}% of the window")
         busy_s = self.value_at(hi) - self.value_at(lo)
         pct = 100.0 * busy_s / ((hi - lo) / 1e9)
+        if not math.isfinite(pct):  # counters near the float range: no honest mean
+            return WindowMean(None, "GPU counter values out of range")
         return WindowMean(min(max(pct, 0.0), 100.0), None, self._edge_tolerance(lo, hi))
 
     def _edge_tolerance(self, lo: int, hi: int) -> float:

@@ -42,7 +42,12 @@ class RunConfig:
 @dataclass(frozen=True)
 class Summary:
     status: str
-    """``ok``, ``error`` (the run failed) or ``incomplete`` (no root span: it never ended)."""
+    """``ok``; ``error`` (the run failed); ``interrupted`` (a signal stopped it, its spans all
+    written); ``killed`` (no root span and its process is gone: SIGKILL, out of memory);
+    ``running`` (no root span yet, its process is alive); ``incomplete`` (no root span, and
+    nothing says why)."""
+    ended: str
+    """How the run ended, in words (one line)."""
     error: str | None
     started_ns: int
     total_s: float

@@ -6,11 +6,14 @@ A rule whose inputs were not measured says nothing rather than guess.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+from wan_otel import semconv as sc
+from wan_otel.report.formatting import duration, rounded_shares
 from wan_otel.report.model import MemoryFigures, Recommendation, RunConfig, StageLine, Summary
 from wan_otel.report.spans import RunTree
-from wan_otel.report.stages import largest_gap
+from wan_otel.report.stages import OTHER_KEY, UNTRACED_MEMORY_GIB, largest_gap, stage_key
 
 IDLE_STAGE_SM_PCT = 20.0
 IDLE_STAGE_MIN_SHARE = 5.0
@@ -19,6 +22,8 @@ INIT_MIN_SHARE = 10.0
 COMPUTE_BOUND_SM_PCT = 90.0
 WARMUP_RATIO = 1.2
 MEMORY_HEADROOM_PCT = 90.0
+NEGLIGIBLE_PCT = 0.05
+"""A cost under this share of the run prints as 0.0 %: nothing worth a recommendation."""
 
 Rule = Callable[
     [Summary, dict[str, StageLine], MemoryFigures, RunConfig, RunTree], "Recommendation | None"
@@ -28,11 +33,13 @@ Rule = Callable[
 def _offload(
     s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
 ) -> Recommendation | None:
-    if not m.offload or m.offload == "none":
+    if not m.offload or m.offload == "none" or s.total_s <= 0:
         return None
     transfer_s = sum(line.transfer_s for line in st.values())
+    if 100 * transfer_s / s.total_s < NEGLIGIBLE_PCT:
+        return None  # offload cost this run nothing measurable: nothing to save
     text = (
-        f"Offload={m.offload}: weight transfers took {transfer_s:.2f} s "
+        f"Offload={m.offload}: weight transfers took {duration(transfer_s)} "
         f"({100 * transfer_s / s.total_s:.1f}% of the run)."
     )
     if m.weights_gb and m.run_peak_gb is not None and s.vram_gb:
@@ -75,18 +82,18 @@ def _idle_stages(
         and line.duration_s
         and line.sm_pct < IDLE_STAGE_SM_PCT
         and line.share_pct >= IDLE_STAGE_MIN_SHARE
-        and line.key != "initialization"
+        and line.key != stage_key(sc.SPAN_INITIALIZE)
     ]
     if not idle:
         return None
     parts = [
-        f"{line.label} {line.duration_s:.2f} s ({line.share_pct:.1f}%) at SM {line.sm_pct:.1f}%"
+        f"{line.label} {duration(line.duration_s)} ({line.share_pct:.1f}%) at SM {line.sm_pct:.1f}%"
         for line in idle
         if line.duration_s is not None
     ]
     hint = ""
     if (
-        any(line.key == "text_encoding" for line in idle)
+        any(line.key == stage_key(sc.SPAN_TEXT_ENCODE) for line in idle)
         and m.text_encoder_peak_gb is not None
         and m.text_encoder_baseline_gb is not None
         and m.text_encoder_peak_gb - m.text_encoder_baseline_gb < 0.05
@@ -113,37 +120,44 @@ def _idle_stages(
 def _unattributed(
     s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
 ) -> Recommendation | None:
-    other = st.get("other")
+    other = st.get(OTHER_KEY)
     if other is None or other.share_pct is None or other.share_pct < UNATTRIBUTED_MIN_SHARE:
         return None
     gap = largest_gap(t)
-    where = f"; the longest gap is {gap[0]:.2f} s between {gap[1]} and {gap[2]}" if gap else ""
-    memory = f" ({'; '.join(m.untraced_changes)})" if m.untraced_changes else ""
+    where = ""
+    if gap is not None:
+        where = (
+            f"; the longest gap is {duration(gap.seconds)} between {gap.after_label} and "
+            f"{gap.before_label}"
+        )
+        change = gap.memory_change_gib()
+        if change is not None and abs(change) >= UNTRACED_MEMORY_GIB:
+            where += f", where allocated memory changed by {change:+.2f} GiB outside any span"
     return Recommendation(
         "unattributed",
-        f"{other.duration_s:.2f} s ({other.share_pct:.1f}%) of the run lies outside every stage "
-        f"span{where}{memory}: instrument that code to see where the time goes.",
+        f"{duration(other.duration_s)} ({other.share_pct:.1f}%) of the run lies outside every "
+        f"stage span{where}: instrument that code to see where the time goes.",
     )
 
 
 def _initialization(
     s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
 ) -> Recommendation | None:
-    init = st.get("initialization")
+    init = st.get(stage_key(sc.SPAN_INITIALIZE))
     if init is None or init.share_pct is None or init.share_pct < INIT_MIN_SHARE:
         return None
     return Recommendation(
         "initialization",
-        f"Initialization took {init.duration_s:.2f} s ({init.share_pct:.1f}% of the run). A "
-        f"server that loads the model once (wan-otel serve) saves {init.duration_s:.2f} s on "
-        "every request after the first.",
+        f"Initialization took {duration(init.duration_s)} ({init.share_pct:.1f}% of the run). "
+        f"A server that loads the model once (wan-otel serve) saves {duration(init.duration_s)} "
+        "on every request after the first.",
     )
 
 
 def _compute_bound(
     s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
 ) -> Recommendation | None:
-    den = st.get("denoising")
+    den = st.get(stage_key(sc.SPAN_DENOISE))
     if den is None or den.sm_pct is None or den.sm_pct < COMPUTE_BOUND_SM_PCT:
         return None
     if den.duration_s is None or den.share_pct is None or s.step_s_mean is None:
@@ -152,9 +166,9 @@ def _compute_bound(
     return Recommendation(
         "compute_bound",
         f"Denoising is {den.share_pct:.1f}% of the run at SM {den.sm_pct:.1f}%: compute-bound at "
-        f"{s.step_s_mean:.2f} s/step. Only faster kernels shorten it (FlashAttention-3 / "
+        f"{duration(s.step_s_mean)}/step. Only faster kernels shorten it (FlashAttention-3 / "
         f"SageAttention, FP8 weights, torch.compile): every 10% off the step saves "
-        f"{saving:.2f} s per video.",
+        f"{duration(saving)} per video.",
     )
 
 
@@ -166,11 +180,13 @@ def _warmup(
     if s.step_s_first < WARMUP_RATIO * s.step_s_stable:
         return None
     extra = s.step_s_first - s.step_s_stable
+    if s.total_s <= 0 or 100 * extra / s.total_s < NEGLIGIBLE_PCT:
+        return None
     return Recommendation(
         "warmup",
-        f"The first step took {s.step_s_first:.2f} s against {s.step_s_stable:.2f} s for the "
-        f"rest: {extra:.2f} s of warm-up (kernel selection, compilation, first transfers) a "
-        "server pays once if it warms up at start.",
+        f"The first step took {duration(s.step_s_first)} against {duration(s.step_s_stable)} "
+        f"for the rest: {duration(extra)} of warm-up (kernel selection, compilation, first "
+        "transfers) a server pays once if it warms up at start.",
     )
 
 
@@ -212,6 +228,12 @@ def recommend(
     config: RunConfig,
     tree: RunTree,
 ) -> list[Recommendation]:
-    by_key = {line.key: line for line in stages}
+    # The rules quote stage shares as the breakdown prints them (largest-remainder rounded),
+    # so a sentence never says 6.1 % where the table says 6.2 %.
+    printed = rounded_shares([line.share_pct for line in stages])
+    by_key = {
+        line.key: dataclasses.replace(line, share_pct=share)
+        for line, share in zip(stages, printed, strict=True)
+    }
     found = (rule(summary, by_key, memory, config, tree) for rule in RULES)
     return [r for r in found if r is not None]

@@ -1,17 +1,27 @@
-"""Render a Report as Markdown (for issues, pull requests and docs)."""
+"""Render a Report as Markdown (for issues, pull requests and docs); ``ascii_only`` for plain
+ASCII, as the text format. Figures print by the rules of ``formatting``."""
 
 from __future__ import annotations
 
 from wan_otel.report.build import iso_time
+from wan_otel.report.formatting import (
+    NA,
+    activity_label,
+    duration,
+    number,
+    one_line,
+    rounded_shares,
+    to_ascii,
+)
 from wan_otel.report.model import Report
-from wan_otel.report.render_text import num
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}%"
+def _cell(text: str) -> str:
+    """Text safe inside a table cell: one line, pipes escaped."""
+    return one_line(text).replace("|", "\\|")
 
 
-def render_markdown(r: Report) -> str:
+def render_markdown(r: Report, ascii_only: bool = False) -> str:
     s, c, sy, m = r.summary, r.config, r.system, r.memory
     out = [
         f"# {r.title}",
@@ -19,21 +29,21 @@ def render_markdown(r: Report) -> str:
         f"Run `{r.run_id}`, started {iso_time(s.started_ns)}, status **{s.status}**",
         "",
     ]
-    if s.error:
-        out += [f"> Failed: {s.error}", ""]
+    if s.status != "ok":
+        out += [f"Run ended: {one_line(s.ended)}", ""]
     out += ["## System context", "", "| | |", "|---|---|"]
     out += [
-        f"| {k} | {v if v is not None else 'n/a'} |"
+        f"| {k} | {v if v is not None else NA} |"
         for k, v in (
             ("Device", sy.gpu_name or sy.device),
-            ("VRAM (GiB)", num(sy.vram_gb)),
+            ("VRAM (GiB)", number(sy.vram_gb)),
             ("GPU UUID", sy.gpu_uuid),
             ("CUDA", sy.cuda_version),
             ("PyTorch", sy.torch_version),
             ("diffusers", sy.diffusers_version),
             ("Driver", sy.driver_version),
             ("Task", c.task),
-            ("Resolution", f"{c.width}x{c.height}"),
+            ("Resolution", f"{c.width}x{c.height}" if c.width and c.height else None),
             ("Frames", c.num_frames),
             ("Steps", c.num_steps),
             ("Guidance", c.guidance_scale),
@@ -41,35 +51,52 @@ def render_markdown(r: Report) -> str:
             ("Precision", ", ".join(f"{k} {v}" for k, v in c.dtypes.items()) or None),
         )
     ]
+    step = NA
+    if s.step_s_mean is not None:
+        step = f"{duration(s.step_s_mean)} ({number(s.steps_per_s, '.2f', 'steps/s')})"
+    peak = number(s.peak_memory_gb, ".2f", "GiB")
+    if s.peak_memory_pct is not None:
+        peak += f" ({s.peak_memory_pct:.1f}% of VRAM)"
+    activity = number(s.avg_sm_pct, ".1f", "%")
+    if s.load_sm_s is not None:
+        activity += f" (load {s.load_sm_s:.2f} SM-s)"
+    throughput = NA
+    if s.frames_per_s is not None:
+        throughput = f"{s.frames_per_s:.2f} frames/s, {number(s.mpx_per_s, '.2f', 'MPx/s')}"
     out += [
         "",
         "## Executive summary",
         "",
         "| figure | value |",
         "|---|---|",
-        f"| Total latency | {s.total_s:.2f} s |",
-        f"| Step time (mean) | {num(s.step_s_mean)} s ({num(s.steps_per_s)} steps/s) |",
-        f"| Throughput | {num(s.frames_per_s)} frames/s, {num(s.mpx_per_s)} MPx/s |",
-        f"| Peak memory | {num(s.peak_memory_gb)} GiB ({num(s.peak_memory_pct, '.1f')}% of VRAM) |",
-        f"| Avg SM activity | {num(s.avg_sm_pct, '.1f')}% (load {num(s.load_sm_s)} SM-s) |",
+        f"| Total latency | {duration(s.total_s)} |",
+        f"| Step time (mean) | {step} |",
+        f"| Throughput | {throughput} |",
+        f"| Peak memory | {peak} |",
+        f"| Avg {activity_label(s.sm_source)} | {activity} |",
         "",
     ]
     if s.avg_sm_pct is None:
         out += [f"SM figures n/a: {s.sm_note}", ""]
+    if s.error:
+        out += ["## Error", "", "```text", one_line(s.error), "```", ""]
+    shares = rounded_shares([st.share_pct for st in r.stages])
     out += [
         "## Pipeline latency",
         "",
-        "| stage | seconds | share | SM % | transfers (s) |",
+        "| stage | time | share | SM % | transfers |",
         "|---|---:|---:|---:|---:|",
     ]
     out += [
-        f"| {st.label} | {num(st.duration_s)} | {_pct(st.share_pct)} | "
-        f"{num(st.sm_pct, '.1f')} | {st.transfer_s:.2f} |"
-        for st in r.stages
+        f"| {st.label} | {duration(st.duration_s)} | {number(share, '.1f', '%')} | "
+        f"{number(st.sm_pct, '.1f')} | "
+        f"{duration(st.transfer_s) if st.duration_s is not None and st.key != 'other' else NA} |"
+        for st, share in zip(r.stages, shares, strict=True)
     ]
     out += [
         "",
-        f"First step {num(s.step_s_first)} s; mean step after the first {num(s.step_s_stable)} s.",
+        f"First step {duration(s.step_s_first)}; "
+        f"mean step after the first {duration(s.step_s_stable)}.",
         "",
         "## Memory",
         "",
@@ -78,7 +105,7 @@ def render_markdown(r: Report) -> str:
     ]
     out += [f"| {comp} weights | {gib:.2f} |" for comp, gib in m.weights_gb.items()]
     out += [
-        f"| {label} | {num(value)} |"
+        f"| {label} | {number(value)} |"
         for label, value in (
             ("DiT activation peak", m.dit_activation_peak_gb),
             ("Text encoder peak", m.text_encoder_peak_gb),
@@ -94,15 +121,17 @@ def render_markdown(r: Report) -> str:
         "",
         "## Execution trace",
         "",
-        "| name | s | SM % | load | mem start | mem end | peak | Δ | comment |",
+        "| name | time | SM % | load | mem start | mem end | peak | Δ | comment |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     out += [
-        f"| {'&nbsp;&nbsp;' * t.depth}{t.name} | {t.duration_s:.2f} | {num(t.sm_pct, '.1f')} | "
-        f"{num(t.load)} | {num(t.mem_start_gb)} | {num(t.mem_end_gb)} | {num(t.peak_mem_gb)} | "
-        f"{num(t.mem_delta_gb, '+.2f')} | {t.comment} |"
+        f"| {'&nbsp;&nbsp;' * t.depth}{t.name} | {duration(t.duration_s)} | "
+        f"{number(t.sm_pct, '.1f')} | {number(t.load)} | {number(t.mem_start_gb)} | "
+        f"{number(t.mem_end_gb)} | {number(t.peak_mem_gb)} | {number(t.mem_delta_gb, '+.2f')} | "
+        f"{_cell(t.comment)} |"
         for t in r.trace
     ]
     if r.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    return to_ascii(text) if ascii_only else text

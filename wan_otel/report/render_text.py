@@ -1,22 +1,28 @@
 """Render a Report as the terminal text analysis (UTF-8 by default, ``ascii=True`` for plain).
 
-Layout follows the reference analysis: system context, executive summary, detailed pipeline
-latency, memory telemetry, recommendations, execution trace table, notes.
+Layout follows the reference analysis: system context, executive summary, the error of a
+failed run, detailed pipeline latency, memory telemetry, recommendations, execution trace
+table, notes. Figures print by the rules of ``formatting``.
 """
 
 from __future__ import annotations
 
+from wan_otel import semconv as sc
 from wan_otel.report.build import iso_time
+from wan_otel.report.formatting import (
+    NA,
+    activity_label,
+    duration,
+    number,
+    one_line,
+    rounded_shares,
+    to_ascii,
+)
 from wan_otel.report.model import Report, TraceRow
+from wan_otel.report.stages import stage_key
 
 WIDTH = 80
-NA = "n/a"
 NO_ALLOCATOR = "n/a (no torch allocator figures in the spans)"
-_ASCII = {"±": "+/-", "Δ": "delta", "−": "-", "›": "-", "×": "x"}
-
-
-def num(value: float | None, spec: str = ".2f", na: str = NA) -> str:
-    return na if value is None else format(value, spec)
 
 
 class _Glyphs:
@@ -30,7 +36,6 @@ class _Glyphs:
         self.sm = "" if plain else "🔥 "
         self.tip = "-" if plain else "›"
         self.delta = "Mem delta" if plain else "Mem Δ"
-        self.minus = "-" if plain else "−"
 
 
 def _header(r: Report, g: _Glyphs) -> list[str]:
@@ -53,12 +58,9 @@ def _header(r: Report, g: _Glyphs) -> list[str]:
     )
     size = f"{c.width}x{c.height}" if c.width and c.height else NA
     task = " | ".join(
-        [
-            c.task or NA,
-            size,
-            f"{c.num_frames if c.num_frames is not None else NA} frames",
-            f"{c.num_steps if c.num_steps is not None else NA} steps",
-        ]
+        [c.task or NA, size]
+        + ([f"{c.num_frames} frames"] if c.num_frames is not None else [])
+        + ([f"{c.num_steps} steps"] if c.num_steps is not None else [])
         + ([f"guidance {c.guidance_scale:g}"] if c.guidance_scale is not None else [])
     )
     dtypes = ", ".join(f"{k} {v}" for k, v in c.dtypes.items()) or NA
@@ -81,57 +83,70 @@ def _summary(r: Report, g: _Glyphs) -> list[str]:
     s = r.summary
     lines = ["[Executive Summary]", "-" * WIDTH]
     mark = g.ok if s.status == "ok" else g.fail
-    lines.append(f"{mark}Total Latency:       {s.total_s:.2f} s (root span)")
-    if s.error:
-        lines.append(f"   Failed:            {s.error}")
-    lines.append(
-        f"{g.speed}Generation Speed:    {num(s.step_s_mean)} s/step "
-        f"({num(s.steps_per_s)} steps/s, {s.steps_done} steps)"
-    )
+    if s.status != "ok":
+        lines.append(f"{g.fail}Run Ended:           {s.ended}")
+    whole = "root span" if s.status in ("ok", "error", "interrupted") else "spans written"
+    lines.append(f"{mark}Total Latency:       {duration(s.total_s)} ({whole})")
+    speed = f"{NA} ({s.steps_done} steps)"
+    if s.step_s_mean is not None:
+        speed = (
+            f"{duration(s.step_s_mean)}/step "
+            f"({number(s.steps_per_s, '.2f', 'steps/s')}, {s.steps_done} steps)"
+        )
+    lines.append(f"{g.speed}Generation Speed:    {speed}")
     window = (
-        f" over text encoding + denoising + VAE decode ({s.throughput_window_s:.2f} s)"
+        f" over text encoding + denoising + VAE decode ({duration(s.throughput_window_s)})"
         if s.throughput_window_s
         else ""
     )
-    lines.append(
-        f"{g.video}Video Throughput:    {num(s.frames_per_s)} frames/s ({num(s.mpx_per_s)} MPx/s)"
-        + window
-    )
-    peak = f"{num(s.peak_memory_gb)} GiB" if s.peak_memory_gb is not None else NO_ALLOCATOR
+    throughput = NA
+    if s.frames_per_s is not None:
+        throughput = f"{s.frames_per_s:.2f} frames/s ({number(s.mpx_per_s, '.2f', 'MPx/s')})"
+    lines.append(f"{g.video}Video Throughput:    {throughput}" + window)
+    peak = f"{s.peak_memory_gb:.2f} GiB" if s.peak_memory_gb is not None else NO_ALLOCATOR
     if s.peak_memory_pct is not None:
         peak += f" ({s.peak_memory_pct:.1f}% of VRAM)"
     lines.append(f"{g.memory}Peak Memory:         {peak}")
     if s.avg_sm_pct is not None:
         lines.append(
-            f"{g.sm}{'Avg ' + _activity(s.sm_source) + ':':<21}"
-            f"{s.avg_sm_pct:.1f}% over the run (load {num(s.load_sm_s)} SM-s)"
+            f"{g.sm}{'Avg ' + activity_label(s.sm_source, title_case=True) + ':':<21}"
+            f"{s.avg_sm_pct:.1f}% over the run (load {number(s.load_sm_s, '.2f', 'SM-s')})"
         )
     else:
         lines.append(f"{g.sm}{'Avg SM Activity:':<21}n/a ({s.sm_note})")
     return [*lines, ""]
 
 
-def _activity(source: str | None) -> str:
-    return "GPU Busy" if source == "nvml_util" else "SM Activity"
+def _error(r: Report, g: _Glyphs) -> list[str]:
+    """The failed run's error, whole and on one line: the one place it is printed in full."""
+    if not r.summary.error:
+        return []
+    return ["[Error]", "-" * WIDTH, one_line(r.summary.error), ""]
+
+
+def _share(pct: float | None) -> str:
+    return f"({pct:5.1f}%)" if pct is not None else f"({NA})"
 
 
 def _latency(r: Report, g: _Glyphs) -> list[str]:
     lines = ["[Detailed Pipeline Latency]", "-" * WIDTH]
-    for index, st in enumerate(r.stages, start=1):
+    shares = rounded_shares([st.share_pct for st in r.stages])
+    for index, (st, share) in enumerate(zip(r.stages, shares, strict=True), start=1):
         label = f"{index}. {st.label}"
         if st.duration_s is None:
             lines.append(f"{label:<26}:       no span")
             continue
         sm = f" SM {st.sm_pct:5.1f}%" if st.sm_pct is not None else ""
-        lines.append(f"{label:<26}: {st.duration_s:8.2f} s ({num(st.share_pct, '5.1f')}%){sm}")
-        if st.key == "denoising":
+        lines.append(f"{label:<26}: {duration(st.duration_s):>10} {_share(share)}{sm}")
+        if st.key == stage_key(sc.SPAN_DENOISE):
             s = r.summary
-            lines.append(f"   - First Step           : {num(s.step_s_first, '8.2f')} s")
-            lines.append(f"   - Mean Step after first: {num(s.step_s_stable, '8.2f')} s")
+            lines.append(f"   - First Step           : {duration(s.step_s_first):>10}")
+            lines.append(f"   - Mean Step after first: {duration(s.step_s_stable):>10}")
         if st.transfer_s > 0:
-            lines.append(f"   - Weight transfers     : {st.transfer_s:8.2f} s")
-    total = sum(st.share_pct or 0.0 for st in r.stages)
-    lines.append(f"{'   Total':<26}: {r.summary.total_s:8.2f} s ({total:5.1f}%)")
+            lines.append(f"   - Weight transfers     : {duration(st.transfer_s):>10}")
+    present = [share for share in shares if share is not None]
+    total = round(sum(present), 1) if present else None
+    lines.append(f"{'   Total':<26}: {duration(r.summary.total_s):>10} {_share(total)}")
     return [*lines, ""]
 
 
@@ -185,12 +200,12 @@ def size(gib: float) -> str:
 
 
 def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
-    return f"{num(value, spec):>{width}}"
+    return f"{number(value, spec):>{width}}"
 
 
 def _trace(r: Report, g: _Glyphs) -> list[str]:
     header = (
-        f"{'Stage Name':<26}| {'Time (s)':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
+        f"{'Stage Name':<26}| {'Time':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
         f"{'Mem End':>9} | {'Peak Mem':>9} | {g.delta:>9} | Comment"
     )
     rule = "-" * max(len(header) + 20, WIDTH)
@@ -198,9 +213,9 @@ def _trace(r: Report, g: _Glyphs) -> list[str]:
 
     def row(t: TraceRow) -> str:
         name = ("  " * t.depth + t.name)[:26]
-        delta = num(t.mem_delta_gb, "+.2f").replace("-", g.minus)
+        delta = number(t.mem_delta_gb, "+.2f")
         return (
-            f"{name:<26}| {t.duration_s:9.2f} | {_cell(t.sm_pct, 5, '.1f')} | "
+            f"{name:<26}| {duration(t.duration_s):>9} | {_cell(t.sm_pct, 5, '.1f')} | "
             f"{_cell(t.load, 7)} | {_cell(t.mem_start_gb, 9)} | {_cell(t.mem_end_gb, 9)} | "
             f"{_cell(t.peak_mem_gb, 9)} | {delta:>9} | {t.comment}"
         ).rstrip()
@@ -228,6 +243,7 @@ def render_text(report: Report, ascii_only: bool = False) -> str:
     lines = (
         _header(report, g)
         + _summary(report, g)
+        + _error(report, g)
         + _latency(report, g)
         + _memory(report, g)
         + _recommendations(report, g)
@@ -237,8 +253,4 @@ def render_text(report: Report, ascii_only: bool = False) -> str:
         lines += ["", "[Notes]"] + [f"- {note}" for note in report.notes]
     lines.append("=" * WIDTH)
     text = "\n".join(lines) + "\n"
-    if ascii_only:
-        for glyph, plain in _ASCII.items():
-            text = text.replace(glyph, plain)
-        text = text.encode("ascii", "replace").decode("ascii")
-    return text
+    return to_ascii(text) if ascii_only else text

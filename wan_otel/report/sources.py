@@ -75,9 +75,9 @@ def gather(run_id: str, sources: Sources) -> Gathered:
     requests = 0
     if sources.traces is None:
         run = RunStore(sources.store or default_store_root()).read(run_id)
-        spans, samples, notes = run.spans, run.samples, run.warnings
+        spans, samples, notes, summary = run.spans, run.samples, run.warnings, run.summary
     else:
-        samples = []
+        samples, summary = [], None
         target = sources.traces
         now = int(time.time())
         if target.startswith(("http://", "https://")):
@@ -93,6 +93,8 @@ def gather(run_id: str, sources: Sources) -> Gathered:
         else:
             spans = collector_file_spans(Path(target), run_id, notes)
     if sources.prometheus:
+        if not spans:
+            raise WanOtelError(f"run {run_id!r}: no readable spans; Prometheus not queried")
         start_ns, end_ns, uuid = _root_window(spans)
         if uuid is None:
             notes.append("the run records no GPU UUID (a CPU run?): Prometheus not queried")
@@ -103,4 +105,5 @@ def gather(run_id: str, sources: Sources) -> Gathered:
             requests += client.requests
     if requests:
         notes.append(f"backends answered {requests} HTTP request(s)")
-    return Gathered(RunData(run_id=run_id, spans=spans, samples=samples, warnings=notes), requests)
+    data = RunData(run_id=run_id, spans=spans, samples=samples, warnings=notes, summary=summary)
+    return Gathered(data, requests)

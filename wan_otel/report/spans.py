@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from wan_otel import semconv
@@ -19,12 +20,19 @@ def attr_str(span: SpanRecord, key: str) -> str | None:
 
 def attr_int(span: SpanRecord, key: str) -> int | None:
     value = span.attributes.get(key)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = attr_float(span, key)
+    return None if number is None else int(number)
 
 
 def attr_float(span: SpanRecord, key: str) -> float | None:
+    """A finite number, or None (absent, not a number, NaN or infinite: OTLP allows them)."""
     value = span.attributes.get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def attr_gib(span: SpanRecord, key: str) -> float | None:
@@ -33,7 +41,10 @@ def attr_gib(span: SpanRecord, key: str) -> float | None:
 
 
 def error_text(span: SpanRecord) -> str | None:
-    """``Type: message`` of a failed span, from its status and exception event."""
+    """``Type: message`` of a failed span on one line, from its status and exception event.
+
+    Writers differ: wan-otel's pipeline puts ``Type: message`` in the status description,
+    OTel's ``record_exception`` only the message; the type is not repeated either way."""
     if span.status_code != STATUS_ERROR:
         return None
     kind = attr_str(span, semconv.ERROR_TYPE)
@@ -42,6 +53,9 @@ def error_text(span: SpanRecord) -> str | None:
         if event.name == "exception":
             kind = kind or _str(event.attributes.get("exception.type"))
             message = message or _str(event.attributes.get("exception.message")) or ""
+    message = " ".join((message or "").split())
+    if kind and (message == kind or message.startswith(f"{kind}:")):
+        return message
     return ": ".join(part for part in (kind, message) if part) or "error"
 
 
@@ -84,11 +98,23 @@ class RunTree:
 
 
 SYNTHETIC_ROOT_ID = "0" * 15 + "1"
+UNENDED_PARENTS = {
+    semconv.SPAN_DENOISE_STEP: semconv.SPAN_DENOISE,
+    semconv.SPAN_COMPONENT_INITIALIZE: semconv.SPAN_INITIALIZE,
+}
+"""The parent a span always has: stands in for the parent of spans whose own never ended."""
 
 
-def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> RunTree:
+def build_tree(
+    run_id: str,
+    spans: Sequence[SpanRecord],
+    notes: list[str],
+    root_attributes: Mapping[str, AttrValue] | None = None,
+) -> RunTree:
     """Index a run's spans. A run with no root span (killed before it ended) gets a synthetic
-    root covering the spans that were written, and a note says so."""
+    root covering the spans that were written, with ``root_attributes`` (what the run's
+    summary recorded at its start), and a note says so; a stage that never ended (the
+    denoising loop of a killed run) is stood in for by a span over its children."""
     mine = [s for s in spans if s.attributes.get(semconv.RUN_ID) == run_id]
     if not mine:
         raise WanOtelError(f"run {run_id!r} has no spans carrying {semconv.RUN_ID}={run_id}")
@@ -114,7 +140,7 @@ def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> Ru
             semconv.SPAN_GENERATE,
             start,
             end,
-            {semconv.RUN_ID: run_id},
+            {**(root_attributes or {}), semconv.RUN_ID: run_id},
         )
         notes.append(
             "no root span: the run did not end (killed, or spans lost); figures cover the "
@@ -131,6 +157,7 @@ def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> Ru
             )
             mine = [s for s in mine if s.trace_id == root.trace_id]
             by_id = {s.span_id: s for s in mine}
+    mine.extend(_stand_ins(mine, by_id, root))
     children: dict[str, list[SpanRecord]] = {}
     for span in mine:
         if span is root:
@@ -140,3 +167,28 @@ def build_tree(run_id: str, spans: Sequence[SpanRecord], notes: list[str]) -> Ru
             parent = root.span_id  # orphans (parent lost) hang under the root
         children.setdefault(parent, []).append(span)
     return RunTree(root=root, root_is_real=real, spans=mine, children=children, by_id=by_id)
+
+
+def _stand_ins(
+    spans: Sequence[SpanRecord], by_id: dict[str, SpanRecord], root: SpanRecord
+) -> list[SpanRecord]:
+    """Spans standing in for parents that never ended, over the children they left."""
+    missing: dict[str, list[SpanRecord]] = {}
+    for span in spans:
+        parent = span.parent_span_id
+        if span.name in UNENDED_PARENTS and parent is not None and parent not in by_id:
+            missing.setdefault(parent, []).append(span)
+    made = []
+    for parent_id, kids in missing.items():
+        stand_in = SpanRecord(
+            root.trace_id,
+            parent_id,
+            root.span_id,
+            UNENDED_PARENTS[kids[0].name],
+            min(k.start_ns for k in kids),
+            max(k.end_ns for k in kids),
+            {semconv.RUN_ID: kids[0].attributes.get(semconv.RUN_ID)},
+        )
+        by_id[parent_id] = stand_in
+        made.append(stand_in)
+    return made

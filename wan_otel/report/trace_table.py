@@ -5,14 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wan_otel import semconv as sc
+from wan_otel.report.formatting import duration, shorten
 from wan_otel.report.integrate import WindowMean
 from wan_otel.report.model import TraceRow
 from wan_otel.report.spans import GIB, RunTree, attr_gib, attr_int, attr_str, error_text
-from wan_otel.report.stages import STAGE_LABELS
+from wan_otel.report.stages import stage_label, stage_order
 from wan_otel.store.otlp_json import SpanRecord
 
 COMPUTE_BOUND_PCT = 80.0
 IDLE_PCT = 20.0
+ERROR_CELL_CHARS = 60
+"""An error in a row's comment is cut (at a word) to this; the Error section has it whole."""
+NO_OP_FOLD_MIN = 2
+"""No-op transfers (0 B moved) of one stage fold into one row from this many on."""
+
+
+def _gib(gib: float, decimals: int = 2) -> str:
+    """GiB, or MiB where GiB would print as zero (a tiny model's components)."""
+    if round(gib, decimals) >= 0.1:
+        return f"{gib:.{decimals}f} GiB"
+    return f"{gib * 1024:.{decimals}f} MiB"
 
 
 def _row_name(span: SpanRecord) -> str:
@@ -24,15 +36,28 @@ def _row_name(span: SpanRecord) -> str:
         return f"Init {attr_str(span, sc.COMPONENT_NAME) or '?'}"
     if span.name == sc.SPAN_GENERATE:
         return "Total (root span)"
-    if span.name in STAGE_LABELS:
-        return STAGE_LABELS[span.name][1]
-    return span.name
+    return stage_label(span)
 
 
-def _comment(span: SpanRecord, window: WindowMean, transfer_s: float) -> str:
+def _error_comment(tree: RunTree, span: SpanRecord) -> str | None:
+    """The span's error, cut for the cell, on the span it was raised in; a span that only
+    passed a descendant's error on says "failed"."""
     error = error_text(span)
+    if error is None:
+        return None
+    todo = list(tree.kids(span))
+    while todo:
+        node = todo.pop()
+        if error_text(node) == error:
+            return "failed"
+        todo.extend(tree.kids(node))
+    return f"ERROR {shorten(error, ERROR_CELL_CHARS)}"
+
+
+def _comment(tree: RunTree, span: SpanRecord, window: WindowMean, transfer_s: float) -> str:
+    error = _error_comment(tree, span)
     if error:
-        return f"ERROR {error}"
+        return error
     parts = []
     if span.name == sc.SPAN_WEIGHT_TRANSFER:
         moved = attr_int(span, sc.TRANSFER_BYTES)
@@ -42,7 +67,7 @@ def _comment(span: SpanRecord, window: WindowMean, transfer_s: float) -> str:
         elif moved is not None:
             rate = moved / GIB / span.duration_s if span.duration_s > 0 else None
             parts.append(
-                f"{moved / GIB:.2f} GiB {direction}" + (f", {rate:.1f} GiB/s" if rate else "")
+                f"{_gib(moved / GIB)} {direction}" + (f", {_gib(rate, 1)}/s" if rate else "")
             )
     elif window.pct is not None and span.name != sc.SPAN_GENERATE:
         if window.pct >= COMPUTE_BOUND_PCT:
@@ -50,7 +75,7 @@ def _comment(span: SpanRecord, window: WindowMean, transfer_s: float) -> str:
         elif window.pct < IDLE_PCT:
             parts.append("GPU mostly idle")
     if transfer_s > 0 and span.name != sc.SPAN_WEIGHT_TRANSFER:
-        parts.append(f"incl. {transfer_s:.2f} s transfers")
+        parts.append(f"incl. {duration(transfer_s)} transfers")
     if window.pct is None and window.reason and "interval" in window.reason:
         parts.append("too short for SM")
     return "; ".join(parts)
@@ -76,28 +101,72 @@ def _row(
         mem_end_gb=end,
         peak_mem_gb=attr_gib(span, sc.MEMORY_ALLOCATED_PEAK),
         mem_delta_gb=end - start if start is not None and end is not None else None,
-        comment=_comment(span, window, sum(t.duration_s for t in transfers)),
+        comment=_comment(tree, span, window, sum(t.duration_s for t in transfers)),
     )
 
 
-def trace_rows(tree: RunTree, mean: Callable[[SpanRecord], WindowMean]) -> list[TraceRow]:
-    """Rows in run order: each stage; under initialization its components, under denoising
-    each step, and under any row the weight transfers inside it; the root span last."""
-    rows = []
-    for stage in tree.stages():
-        rows.append(_row(tree, stage, 0, mean))
-        if stage.name == sc.SPAN_INITIALIZE:
-            for comp in tree.descendants(stage, sc.SPAN_COMPONENT_INITIALIZE):
-                rows.append(_row(tree, comp, 1, mean))
-        if stage.name == sc.SPAN_DENOISE:
-            for child in sorted(tree.kids(stage), key=lambda s: s.start_ns):
-                if child.name not in (sc.SPAN_DENOISE_STEP, sc.SPAN_WEIGHT_TRANSFER):
-                    continue
+def _is_no_op(span: SpanRecord) -> bool:
+    return (
+        span.name == sc.SPAN_WEIGHT_TRANSFER
+        and attr_int(span, sc.TRANSFER_BYTES) == 0
+        and error_text(span) is None
+    )
+
+
+def _no_op_row(spans: list[SpanRecord], depth: int) -> TraceRow:
+    """One row for many transfers that moved nothing (model offload's hook on a component
+    already on the device): their count and summed time, no per-window figures."""
+    components = sorted({attr_str(s, sc.COMPONENT_NAME) or "?" for s in spans})
+    return TraceRow(
+        name=f"{len(spans)} no-op transfers",
+        depth=depth,
+        duration_s=sum(s.duration_s for s in spans),
+        sm_pct=None,
+        sm_tolerance_pct=None,
+        load=None,
+        mem_start_gb=None,
+        mem_end_gb=None,
+        peak_mem_gb=None,
+        mem_delta_gb=None,
+        comment=f"{', '.join(components)}: 0 B moved",
+    )
+
+
+def _stage_rows(
+    tree: RunTree, stage: SpanRecord, mean: Callable[[SpanRecord], WindowMean]
+) -> list[TraceRow]:
+    """A stage's row, then under initialization its components, under denoising each step,
+    and under any row the weight transfers inside it; no-op transfers folded into one row
+    right under the stage."""
+    no_ops = [t for t in tree.descendants(stage, sc.SPAN_WEIGHT_TRANSFER) if _is_no_op(t)]
+    fold = len(no_ops) >= NO_OP_FOLD_MIN
+    rows = [_row(tree, stage, 0, mean)]
+    if fold:
+        rows.append(_no_op_row(no_ops, 1))
+
+    def transfers(parent: SpanRecord, depth: int) -> list[TraceRow]:
+        found = tree.descendants(parent, sc.SPAN_WEIGHT_TRANSFER)
+        return [_row(tree, t, depth, mean) for t in found if not (fold and _is_no_op(t))]
+
+    if stage.name == sc.SPAN_INITIALIZE:
+        for comp in tree.descendants(stage, sc.SPAN_COMPONENT_INITIALIZE):
+            rows.append(_row(tree, comp, 1, mean))
+    if stage.name == sc.SPAN_DENOISE:
+        for child in sorted(tree.kids(stage), key=lambda s: s.start_ns):
+            folded = fold and _is_no_op(child)
+            if child.name in (sc.SPAN_DENOISE_STEP, sc.SPAN_WEIGHT_TRANSFER) and not folded:
                 rows.append(_row(tree, child, 1, mean))
-                for transfer in tree.descendants(child, sc.SPAN_WEIGHT_TRANSFER):
-                    rows.append(_row(tree, transfer, 2, mean))
-        else:
-            for transfer in tree.descendants(stage, sc.SPAN_WEIGHT_TRANSFER):
-                rows.append(_row(tree, transfer, 1, mean))
+                rows += transfers(child, 2)
+    else:
+        rows += transfers(stage, 1)
+    return rows
+
+
+def trace_rows(tree: RunTree, mean: Callable[[SpanRecord], WindowMean]) -> list[TraceRow]:
+    """Rows of the stages in the contract's run order (the latency breakdown's), each with
+    its children; the root span last."""
+    rows = []
+    for stage in sorted(tree.stages(), key=stage_order):
+        rows += _stage_rows(tree, stage, mean)
     rows.append(_row(tree, tree.root, 0, mean))
     return rows

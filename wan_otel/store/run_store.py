@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wan_otel.errors import WanOtelError
-from wan_otel.store.jsonl import read_json_lines
-from wan_otel.store.otlp_json import OtlpDecodeError, SpanRecord, decode_payload
+from wan_otel.store.otlp_json import SpanRecord, read_otlp_file
 from wan_otel.store.samples import GpuSample, read_samples
 from wan_otel.store.summary import RunSummary
 
@@ -271,17 +270,12 @@ class RunStore:
 
 
 def read_spans(path: Path, warnings: list[str]) -> list[SpanRecord]:
-    """All decodable spans of an OTLP JSON-lines file; bad lines become warnings."""
-    spans: list[SpanRecord] = []
+    """All decodable spans of an OTLP JSON-lines file; bad lines and spans become warnings."""
     try:
-        for number, payload in read_json_lines(path, warnings):
-            try:
-                spans.extend(decode_payload(payload))
-            except OtlpDecodeError as exc:
-                warnings.append(f"{path}: line {number}: {exc}; skipped")
+        return read_otlp_file(path, warnings)
     except OSError as exc:
         warnings.append(f"{path}: cannot be read ({exc.strerror}); skipped")
-    return spans
+        return []
 
 
 def _samples(path: Path, warnings: list[str]) -> list[GpuSample]:

@@ -25,6 +25,9 @@ INTERRUPTED = "interrupted"
 KILLED = "killed"
 """Derived, never written: ``running`` in the file, but its process is gone."""
 STATUSES = (RUNNING, OK, ERROR, INTERRUPTED)
+Scalar = str | bool | int | float
+MAX_SECONDS = 1e8
+"""Longer than any run (three years): a summary claiming more is not one."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class RunSummary:
     """How it ended, in words: the error, or the signal and where it arrived."""
     pid: int | None = None
     host: str | None = None
+    attributes: Mapping[str, Scalar] | None = None
+    """The root span's attributes known when the run started (system, request): what a
+    report shows of a run killed before its root span ended."""
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
@@ -59,13 +65,22 @@ class RunSummary:
             kind = kinds.get(name)
             if kind is None or value is None:
                 continue
+            if name == "attributes":
+                if not isinstance(value, Mapping):
+                    return None
+                values[name] = _scalars(value)
+                continue
             if "int" in kind and "float" not in kind:
                 if not isinstance(value, int) or isinstance(value, bool):
+                    return None
+                if not 0 <= value < 2**63:
                     return None
             elif "float" in kind:
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     return None
                 value = float(value)
+                if not 0 <= value <= MAX_SECONDS:  # NaN fails too
+                    return None
             elif not isinstance(value, str):
                 return None
             values[name] = value
@@ -97,13 +112,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def started_summary(run_id: str, start_ns: int, request: Mapping[str, Any]) -> RunSummary:
-    """The summary written when a run is created: ``running``, with this process and host."""
+def started_summary(run_id: str, start_ns: int, attributes: Mapping[str, Any]) -> RunSummary:
+    """The summary written when a run starts: ``running``, with this process and host, and
+    the root's attributes known so far."""
     return replace(
-        summary_from_attributes(run_id, request, start_ns, None, RUNNING),
+        summary_from_attributes(run_id, attributes, start_ns, None, RUNNING),
         pid=os.getpid(),
         host=socket.gethostname(),
+        attributes=_scalars(attributes),
     )
+
+
+def _scalars(attributes: Mapping[Any, Any]) -> dict[str, Scalar]:
+    return {
+        str(k): v
+        for k, v in attributes.items()
+        if isinstance(k, str) and isinstance(v, (str, bool, int, float))
+    }
 
 
 def summary_from_attributes(
@@ -136,17 +161,24 @@ def end_detail(attributes: Mapping[str, Any], error: str | None) -> tuple[str, s
     """(status, detail) of a finished run from its root's attributes and status message."""
     signal = attributes.get(semconv.RUN_INTERRUPT_SIGNAL)
     if isinstance(signal, str):
-        where = attributes.get(semconv.RUN_INTERRUPT_STAGE)
-        step = attributes.get(semconv.RUN_INTERRUPT_STEP)
-        text = f"{signal}"
-        if isinstance(where, str):
-            text += f" during {where}"
-        if isinstance(step, int):
-            text += f" (step {step})"
-        return INTERRUPTED, text
+        return INTERRUPTED, interrupt_detail(attributes, signal)
     if error is not None:
         return ERROR, " ".join(error.split())[:200]
     return OK, None
+
+
+def interrupt_detail(attributes: Mapping[str, Any], signal: str) -> str:
+    """``SIGTERM during Denoising, step 8 of 50``: the signal, the stage, the step (from 1)."""
+    text = signal
+    where = attributes.get(semconv.RUN_INTERRUPT_STAGE)
+    stage = semconv.stage_for_span(where) if isinstance(where, str) else None
+    if stage is not None:
+        text += f" during {stage.label}"
+    step = attributes.get(semconv.RUN_INTERRUPT_STEP)
+    if isinstance(step, int) and not isinstance(step, bool):
+        total = attributes.get(semconv.REQUEST_NUM_STEPS)
+        text += f", step {step + 1}" + (f" of {total}" if isinstance(total, int) else "")
+    return text
 
 
 def iso_time(ns: int) -> str:
