@@ -57,7 +57,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 from wan_otel import semconv as sc  # noqa: E402
 from wan_otel.cli import main as wan_otel_main  # noqa: E402
 from wan_otel.pipeline import instrument, uninstrument  # noqa: E402
-from wan_otel.pipeline.presets import TI2V_5B_RANDOM, TINY, build_preset  # noqa: E402
+from wan_otel.pipeline.runner.presets import TI2V_5B_RANDOM, TINY, build_preset  # noqa: E402
 from wan_otel.store.run_store import RunStore  # noqa: E402
 
 PROMPT = "A red fox trots through fresh snow at dawn, cinematic."

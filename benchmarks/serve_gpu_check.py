@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_overhead import Client, timed_runs
 
 from wan_otel.cli import main as cli
-from wan_otel.pipeline.model_flags import ModelChoice
+from wan_otel.pipeline.runner.model_flags import ModelChoice
 from wan_otel.pipeline.serve import EngineConfig, ServeConfig, Server
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from wan_otel.pipeline.model_flags import ModelChoice
+from wan_otel.pipeline.runner.model_flags import ModelChoice
 from wan_otel.pipeline.serve import EngineConfig, ServeConfig, Server
 from wan_otel.pipeline.serve.jobs import IN_PROGRESS, Job, describe
 from wan_otel.pipeline.serve.validation import VideoRequest

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from wan_otel import semconv
 from wan_otel.semconv_doc import render
 
@@ -71,6 +69,3 @@ def test_stage_lookups() -> None:
     denoise = semconv.stage_for_span(semconv.SPAN_DENOISE)
     assert denoise is not None and denoise.key == "denoising" and denoise.label == "Denoising"
     assert semconv.stage_for_span(semconv.SPAN_DENOISE_STEP) is None
-    assert semconv.stage_for_key("vae_decode").span == semconv.SPAN_VAE_DECODE
-    with pytest.raises(KeyError):
-        semconv.stage_for_key("decode")

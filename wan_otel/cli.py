@@ -26,7 +26,7 @@ class CommandModule(Protocol):
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("wan_otel.pipeline.cli", "run a Wan2.2 generation with spans, metrics and GPU samples"),
+    "run": ("wan_otel.pipeline.runner.cli", "run a Wan2.2 generation with spans, metrics and GPU samples"),
     "report": (
         "wan_otel.report.cli",
         "performance report of one run (local store, or a trace backend and Prometheus)",

@@ -93,17 +93,11 @@ STAGE_SPANS: Final = tuple(stage.span for stage in STAGES)
 breakdown."""
 
 _STAGE_BY_SPAN: Final = {stage.span: stage for stage in STAGES}
-_STAGE_BY_KEY: Final = {stage.key: stage for stage in STAGES}
 
 
 def stage_for_span(name: str) -> Stage | None:
     """The stage whose span is named ``name``, or None for a span that is not a stage."""
     return _STAGE_BY_SPAN.get(name)
-
-
-def stage_for_key(key: str) -> Stage:
-    """The stage with this ``key`` (e.g. ``denoising``); KeyError for an unknown key."""
-    return _STAGE_BY_KEY[key]
 
 
 # --------------------------------------------------------------------------------------------

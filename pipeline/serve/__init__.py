@@ -4,7 +4,7 @@ request one traced run in the store (``docs/serve.md``).
 Modules, one job each: ``validation`` (request bodies), ``jobs`` (the bounded queue and job
 states), ``persist`` (job records on disk), ``engine`` (the loaded model and one run per job),
 ``worker`` (the one thread that runs jobs), ``tracing`` (trace context, queue-wait span),
-``metrics`` (server instruments), ``service`` and ``api`` (operations and HTTP), ``server``
+``server_metrics`` (server instruments), ``service`` and ``api`` (operations and HTTP), ``server``
 (wiring and graceful stop), ``cli``.
 """
 

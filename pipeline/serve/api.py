@@ -28,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 
 from wan_otel import semconv
 from wan_otel.pipeline.serve.errors import ApiError
-from wan_otel.pipeline.serve.metrics import ServerMetrics
+from wan_otel.pipeline.serve.server_metrics import ServerMetrics
 from wan_otel.pipeline.serve.service import Service
 
 _log = logging.getLogger(__name__)
@@ -40,16 +40,6 @@ MAX_WAIT_S = 60.0
 
 Answer = tuple[int, dict[str, str], bytes]
 _ID = r"(?P<id>[A-Za-z0-9][A-Za-z0-9._-]{0,127})"
-ROUTES: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
-    ("POST", re.compile(r"/v1/videos/?"), "/v1/videos", "create"),
-    ("GET", re.compile(r"/v1/videos/?"), "/v1/videos", "list"),
-    ("GET", re.compile(rf"/v1/videos/{_ID}"), "/v1/videos/{id}", "retrieve"),
-    ("DELETE", re.compile(rf"/v1/videos/{_ID}"), "/v1/videos/{id}", "cancel"),
-    ("GET", re.compile(rf"/v1/videos/{_ID}/content"), "/v1/videos/{id}/content", "content"),
-    ("GET", re.compile(r"/healthz"), "/healthz", "healthz"),
-    ("GET", re.compile(r"/readyz"), "/readyz", "readyz"),
-    ("GET", re.compile(r"/metrics"), "/metrics", "metrics"),
-)
 
 
 class ApiServer(ThreadingHTTPServer):
@@ -117,8 +107,8 @@ class Handler(BaseHTTPRequestHandler):
         route, status = "other", 500
         self._body_read = False
         try:
-            route, name, params = self._route(method, url.path)
-            answer: Answer | None = getattr(self, f"_{name}")(params, parse_qs(url.query))
+            route, operation, params = self._route(method, url.path)
+            answer = operation(self, params, parse_qs(url.query))
             if answer is None:  # a file was streamed
                 status = 200
                 return
@@ -138,14 +128,14 @@ class Handler(BaseHTTPRequestHandler):
             headers["Connection"] = "close"
         self._send(status, headers, body)
 
-    def _route(self, method: str, path: str) -> tuple[str, str, dict[str, str]]:
+    def _route(self, method: str, path: str) -> tuple[str, Operation, dict[str, str]]:
         allowed = []
-        for verb, pattern, route, name in ROUTES:
+        for verb, pattern, route, operation in ROUTES:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
             if verb == method:
-                return route, name, match.groupdict()
+                return route, operation, match.groupdict()
             allowed.append(verb)
         if allowed:
             raise ApiError(
@@ -235,6 +225,21 @@ class Handler(BaseHTTPRequestHandler):
     def _metrics(self, params: dict[str, str], query: dict[str, list[str]]) -> Answer:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         return 200, {"Content-Type": content_type}, encoder(self.server.registry)
+
+
+Operation = Callable[[Handler, dict[str, str], dict[str, list[str]]], Answer | None]
+"""A route's handler: path parameters and query in, an answer out (None: a file was streamed)."""
+ROUTES: tuple[tuple[str, re.Pattern[str], str, Operation], ...] = (
+    ("POST", re.compile(r"/v1/videos/?"), "/v1/videos", Handler._create),
+    ("GET", re.compile(r"/v1/videos/?"), "/v1/videos", Handler._list),
+    ("GET", re.compile(rf"/v1/videos/{_ID}"), "/v1/videos/{id}", Handler._retrieve),
+    ("DELETE", re.compile(rf"/v1/videos/{_ID}"), "/v1/videos/{id}", Handler._cancel),
+    ("GET", re.compile(rf"/v1/videos/{_ID}/content"), "/v1/videos/{id}/content", Handler._content),
+    ("GET", re.compile(r"/healthz"), "/healthz", Handler._healthz),
+    ("GET", re.compile(r"/readyz"), "/readyz", Handler._readyz),
+    ("GET", re.compile(r"/metrics"), "/metrics", Handler._metrics),
+)
+"""Method, path pattern, route label (the request counter's), operation."""
 
 
 def _query_number(

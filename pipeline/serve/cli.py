@@ -17,7 +17,7 @@ from types import FrameType
 
 from wan_otel import semconv
 from wan_otel.errors import ExitStatus, WanOtelError
-from wan_otel.pipeline.model_flags import add_model_arguments, check_port, model_from_args
+from wan_otel.pipeline.runner.model_flags import add_model_arguments, check_port, model_from_args
 from wan_otel.pipeline.serve.engine import EngineConfig
 from wan_otel.pipeline.serve.server import ServeConfig, Server
 from wan_otel.store.run_store import RunStore, default_store_root

@@ -23,20 +23,20 @@ from typing import Any
 import torch
 
 from wan_otel import __version__, semconv
-from wan_otel.pipeline import presets
-from wan_otel.pipeline.generation import Generation, Listener
-from wan_otel.pipeline.guard import Guard
-from wan_otel.pipeline.instrument import TRACER_NAME, instrument, uninstrument
-from wan_otel.pipeline.metrics import PipelineMetrics
-from wan_otel.pipeline.model_flags import ModelChoice
-from wan_otel.pipeline.run import RunRequest, generate, initialize
-from wan_otel.pipeline.run_scope import RunPlan, run_scope
+from wan_otel.pipeline.instrumentation.generation import Generation, Listener
+from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
+from wan_otel.pipeline.instrumentation.guard import Guard
+from wan_otel.pipeline.instrumentation.instrument import TRACER_NAME, instrument, uninstrument
+from wan_otel.pipeline.instrumentation.span_stream import SpanStream
+from wan_otel.pipeline.runner import presets
+from wan_otel.pipeline.runner.model_flags import ModelChoice
+from wan_otel.pipeline.runner.run import RunRequest, generate, initialize
+from wan_otel.pipeline.runner.run_scope import RunPlan, run_scope
+from wan_otel.pipeline.runner.telemetry import Telemetry
 from wan_otel.pipeline.serve.jobs import Job
 from wan_otel.pipeline.serve.persist import JobFiles
 from wan_otel.pipeline.serve.tracing import MintedTraceIds, queue_wait_hook, startup_link
 from wan_otel.pipeline.serve.validation import Limits, limits_for
-from wan_otel.pipeline.span_stream import SpanStream
-from wan_otel.pipeline.telemetry import Telemetry
 from wan_otel.store.run_store import RunStore, new_run_id
 
 WARMUP_PROMPT = "warm-up"

@@ -32,16 +32,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from wan_otel.errors import WanOtelError
-from wan_otel.pipeline.metrics import PipelineMetrics
+from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
+from wan_otel.pipeline.runner.telemetry import Telemetry, TelemetryConfig, setup_telemetry
 from wan_otel.pipeline.serve.api import ApiServer
 from wan_otel.pipeline.serve.engine import Engine, EngineConfig
 from wan_otel.pipeline.serve.jobs import FAILED, JobQueue
-from wan_otel.pipeline.serve.metrics import ServerMetrics
 from wan_otel.pipeline.serve.persist import JobFiles, store_lock
+from wan_otel.pipeline.serve.server_metrics import ServerMetrics
 from wan_otel.pipeline.serve.service import Service
 from wan_otel.pipeline.serve.tracing import MintedTraceIds
 from wan_otel.pipeline.serve.worker import Worker
-from wan_otel.pipeline.telemetry import Telemetry, TelemetryConfig, setup_telemetry
 
 _log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 
 from wan_otel import semconv
-from wan_otel.pipeline.span_stream import RootHook
+from wan_otel.pipeline.instrumentation.span_stream import RootHook
 
 
 def incoming_context(headers: Mapping[str, str]) -> tuple[Context | None, int | None]:

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from wan_otel.pipeline import presets
+from wan_otel.pipeline.runner import presets
 from wan_otel.pipeline.serve.errors import ApiError
 
 FIELDS: dict[str, str] = {

@@ -12,10 +12,10 @@ import logging
 import threading
 
 from wan_otel import semconv
-from wan_otel.pipeline.generation import Record
+from wan_otel.pipeline.instrumentation.generation import Record
 from wan_otel.pipeline.serve.engine import Engine, GenerationStopped
 from wan_otel.pipeline.serve.jobs import CANCELLED, COMPLETED, FAILED, Job, JobQueue
-from wan_otel.pipeline.serve.metrics import ServerMetrics
+from wan_otel.pipeline.serve.server_metrics import ServerMetrics
 
 _log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """End to end: every dashboard query returns data from a real Prometheus that scrapes the
 exporter (fake GPUs) and the pipeline's metrics endpoint (the tiny Wan2.2 pipeline run through
-``wan_otel.pipeline.run`` with its Prometheus reader on a loopback port).
+``wan_otel.pipeline.runner.run`` with its Prometheus reader on a loopback port).
 
 Grafana variables are substituted as Grafana would with "All" selected (``.*``), durations as
 ``$__rate_interval`` = 1m and ``$__range`` = 5m. The exporter here behaves like the node-level
@@ -76,10 +76,10 @@ class Pipeline:
 @pytest.fixture
 def pipeline() -> Iterator[Pipeline]:
     torch = pytest.importorskip("torch")
-    from wan_otel.pipeline import presets
-    from wan_otel.pipeline.model_flags import ModelChoice
-    from wan_otel.pipeline.run import RunRequest, run
-    from wan_otel.pipeline.telemetry import TelemetryConfig, setup_telemetry
+    from wan_otel.pipeline.runner import presets
+    from wan_otel.pipeline.runner.model_flags import ModelChoice
+    from wan_otel.pipeline.runner.run import RunRequest, run
+    from wan_otel.pipeline.runner.telemetry import TelemetryConfig, setup_telemetry
 
     telemetry = setup_telemetry(
         TelemetryConfig(store=None, prometheus_port=0, prometheus_addr="127.0.0.1", otlp=False)

@@ -122,10 +122,10 @@ def test_backend_report_matches_store_report(
 ) -> None:
     from wan_otel.exporter.fake import fake_uuid
     from wan_otel.exporter.recorder import GpuSampleRecorder
-    from wan_otel.pipeline import presets
-    from wan_otel.pipeline.model_flags import ModelChoice
-    from wan_otel.pipeline.run import RunRequest, run
-    from wan_otel.pipeline.telemetry import TelemetryConfig, setup_telemetry
+    from wan_otel.pipeline.runner import presets
+    from wan_otel.pipeline.runner.model_flags import ModelChoice
+    from wan_otel.pipeline.runner.run import RunRequest, run
+    from wan_otel.pipeline.runner.telemetry import TelemetryConfig, setup_telemetry
 
     target, recorder_backend = scripted_gpu
     base_url = start_prometheus([target], scrape_interval="1s")

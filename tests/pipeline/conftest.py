@@ -80,7 +80,7 @@ def _uninstrument_leftovers() -> Iterator[None]:
     removed with the last instrumented instance)."""
     yield
     from wan_otel.pipeline import uninstrument
-    from wan_otel.pipeline.wrappers import _CALL_PATCHES
+    from wan_otel.pipeline.instrumentation.wrappers import _CALL_PATCHES
 
     for patch in list(_CALL_PATCHES.values()):
         for pipe in list(patch.instances):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from opentelemetry.sdk.trace import ReadableSpan
 
-from wan_otel.pipeline.presets import TINY, build_preset
+from wan_otel.pipeline.runner.presets import TINY, build_preset
 
 
 def build_tiny(image: bool = False) -> Any:

@@ -7,9 +7,9 @@ from opentelemetry.trace import StatusCode
 from tests.pipeline.conftest import SpanBackend
 from tests.pipeline.helpers import by_name, span_tree
 from wan_otel import semconv as sc
-from wan_otel.pipeline.generation import Generation
-from wan_otel.pipeline.span_stream import SpanStream
-from wan_otel.pipeline.timing import HostTimeline
+from wan_otel.pipeline.instrumentation.generation import Generation
+from wan_otel.pipeline.instrumentation.span_stream import SpanStream
+from wan_otel.pipeline.instrumentation.timing import HostTimeline
 from wan_otel.store.run_store import check_run_id, new_run_id
 
 
@@ -31,9 +31,7 @@ class _ScriptedTimeline(HostTimeline):
 
 def _generation(spans: SpanBackend, times: list[int] | None = None) -> Generation:
     timeline = _ScriptedTimeline(times) if times is not None else HostTimeline()
-    return Generation(
-        timeline, run_id="gen", stream=SpanStream(spans.provider.get_tracer("t"))
-    )
+    return Generation(timeline, run_id="gen", stream=SpanStream(spans.provider.get_tracer("t")))
 
 
 def test_an_exception_fails_every_record_it_unwinds(spans: SpanBackend) -> None:

@@ -10,8 +10,14 @@ import torch
 from diffusers.hooks.hooks import HookRegistry
 
 from tests.pipeline.helpers import build_tiny
-from wan_otel.pipeline.guard import Guard
-from wan_otel.pipeline.hooks import HOOK_NAME, ForwardObserver, attach, detach, ensure_outermost
+from wan_otel.pipeline.instrumentation.guard import Guard
+from wan_otel.pipeline.instrumentation.hooks import (
+    HOOK_NAME,
+    ForwardObserver,
+    attach,
+    detach,
+    ensure_outermost,
+)
 
 
 class _Sink:

@@ -19,9 +19,9 @@ from tests.pipeline.conftest import MetricBackend, SpanBackend
 from tests.pipeline.helpers import build_tiny, by_name, call_tiny, span_tree
 from wan_otel import semconv as sc
 from wan_otel.pipeline import instrument, is_instrumented, uninstrument
-from wan_otel.pipeline.hooks import HOOK_NAME
-from wan_otel.pipeline.instrument import observer_of
-from wan_otel.pipeline.stages import CallObserver
+from wan_otel.pipeline.instrumentation.call_stages import CallObserver
+from wan_otel.pipeline.instrumentation.hooks import HOOK_NAME
+from wan_otel.pipeline.instrumentation.instrument import observer_of
 
 RUN = "run-1"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wan_otel import semconv as sc
-from wan_otel.pipeline.memory import CudaMemory, MemoryWindow
+from wan_otel.pipeline.instrumentation.memory import CudaMemory, MemoryWindow
 
 
 class _FakeAllocator:

@@ -19,11 +19,11 @@ from tests.pipeline.conftest import SpanBackend
 from tests.pipeline.helpers import by_name, call_tiny, span_tree
 from wan_otel import semconv as sc
 from wan_otel.pipeline import instrument, uninstrument, use_generation
-from wan_otel.pipeline.generation import Generation
-from wan_otel.pipeline.hooks import HOOK_NAME
-from wan_otel.pipeline.offload import TO_DEVICE, TO_HOST, module_bytes
-from wan_otel.pipeline.span_stream import SpanStream
-from wan_otel.pipeline.timing import HostTimeline
+from wan_otel.pipeline.instrumentation.generation import Generation
+from wan_otel.pipeline.instrumentation.hooks import HOOK_NAME
+from wan_otel.pipeline.instrumentation.offload import TO_DEVICE, TO_HOST, module_bytes
+from wan_otel.pipeline.instrumentation.span_stream import SpanStream
+from wan_otel.pipeline.instrumentation.timing import HostTimeline
 
 CPU = torch.device("cpu")
 

@@ -10,8 +10,8 @@ import pytest
 
 from wan_otel import semconv as sc
 from wan_otel.cli import main
-from wan_otel.pipeline.generation import Record
-from wan_otel.pipeline.progress import ProgressBar
+from wan_otel.pipeline.instrumentation.generation import Record
+from wan_otel.pipeline.runner.progress import ProgressBar
 
 
 class Clock:

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.pipeline.test_telemetry import tiny_config
-from wan_otel.pipeline.run import RunRequest
-from wan_otel.pipeline.run_scope import gpu_samples
+from wan_otel.pipeline.runner.run import RunRequest
+from wan_otel.pipeline.runner.run_scope import gpu_samples
 from wan_otel.store.run_store import RunFolder
 
 
@@ -77,7 +77,7 @@ def test_a_missing_or_broken_sampler_is_one_warning(
     _fake_module(monkeypatch, broken)
     config = tiny_config(tmp_path, "gpu-run", device="cuda")
     with (
-        caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.run_scope"),
+        caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.runner.run_scope"),
         _gpu_samples(config),
     ):
         pass

@@ -18,10 +18,10 @@ import torch
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from wan_otel import semconv as sc
-from wan_otel.pipeline.model_flags import ModelChoice
-from wan_otel.pipeline.presets import TINY, TINY_DEFAULTS
-from wan_otel.pipeline.run import RunRequest, run
-from wan_otel.pipeline.telemetry import TelemetryConfig, resource, setup_telemetry
+from wan_otel.pipeline.runner.model_flags import ModelChoice
+from wan_otel.pipeline.runner.presets import TINY, TINY_DEFAULTS
+from wan_otel.pipeline.runner.run import RunRequest, run
+from wan_otel.pipeline.runner.telemetry import TelemetryConfig, resource, setup_telemetry
 from wan_otel.store.run_store import RunStore
 
 SHUTDOWN_S = 1.5
@@ -163,7 +163,7 @@ def test_a_dead_otlp_endpoint_neither_fails_nor_slows_the_run(
 ) -> None:
     baseline = _baseline_s(tmp_path)
     endpoint = f"http://127.0.0.1:{_free_port()}" if kind == "refused" else hanging_endpoint
-    with caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="wan_otel.pipeline.runner.telemetry"):
         generation_s, shutdown_s, report, reader, on_caller = _otlp_run(
             tmp_path, monkeypatch, endpoint, kind
         )

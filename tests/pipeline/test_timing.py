@@ -13,7 +13,7 @@ import torch
 from tests.pipeline.conftest import SpanBackend
 from tests.pipeline.helpers import CALL
 from wan_otel.pipeline import instrument
-from wan_otel.pipeline.timing import CudaTimeline, HostTimeline
+from wan_otel.pipeline.instrumentation.timing import CudaTimeline, HostTimeline
 
 
 def test_host_marks_map_to_the_epoch_in_order() -> None:

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from wan_otel.pipeline.model_flags import ModelChoice
+from wan_otel.pipeline.runner.model_flags import ModelChoice
 from wan_otel.pipeline.serve import EngineConfig, ServeConfig, Server
 
 torch.set_num_threads(2)

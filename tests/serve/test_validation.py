@@ -10,7 +10,7 @@ import json
 import pytest
 from PIL import Image
 
-from wan_otel.pipeline import presets
+from wan_otel.pipeline.runner import presets
 from wan_otel.pipeline.serve.errors import ApiError
 from wan_otel.pipeline.serve.validation import Limits, VideoRequest, parse_json, validate
 

@@ -31,29 +31,33 @@ Rule = Callable[
 
 
 def _offload(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
-    if not m.offload or m.offload == "none" or s.total_s <= 0:
+    if not memory.offload or memory.offload == "none" or summary.total_s <= 0:
         return None
-    transfer_s = sum(line.transfer_s for line in st.values())
-    if 100 * transfer_s / s.total_s < NEGLIGIBLE_PCT:
+    transfer_s = sum(line.transfer_s for line in stages.values())
+    if 100 * transfer_s / summary.total_s < NEGLIGIBLE_PCT:
         return None  # offload cost this run nothing measurable: nothing to save
     text = (
-        f"Offload={m.offload}: weight transfers took {duration(transfer_s)} "
-        f"({100 * transfer_s / s.total_s:.1f}% of the run)."
+        f"Offload={memory.offload}: weight transfers took {duration(transfer_s)} "
+        f"({100 * transfer_s / summary.total_s:.1f}% of the run)."
     )
-    if m.weights_gb and m.run_peak_gb is not None and s.vram_gb:
+    if memory.weights_gb and memory.run_peak_gb is not None and summary.vram_gb:
         activation = max(
-            (m.dit_activation_peak_gb or 0.0),
-            (m.vae_peak_gb - m.vae_baseline_gb)
-            if m.vae_peak_gb is not None and m.vae_baseline_gb is not None
+            (memory.dit_activation_peak_gb or 0.0),
+            (memory.vae_peak_gb - memory.vae_baseline_gb)
+            if memory.vae_peak_gb is not None and memory.vae_baseline_gb is not None
             else 0.0,
         )
-        resident = sum(m.weights_gb.values()) + activation
-        known = ", ".join(sorted(m.weights_gb))
-        missing = [c for c in ("text_encoder", "vae") if c not in m.weights_gb]
+        resident = sum(memory.weights_gb.values()) + activation
+        known = ", ".join(sorted(memory.weights_gb))
+        missing = [config for config in ("text_encoder", "vae") if config not in memory.weights_gb]
         bound = "at least " if missing else ""
-        room = s.vram_gb - resident
+        room = summary.vram_gb - resident
         if room < 0:
             verdict = f"does not fit (short by {-room:.2f} GiB): keep offload"
         elif missing:
@@ -65,18 +69,22 @@ def _offload(
             verdict = f"fits with {room:.2f} GiB to spare, saving the transfer time"
         text += (
             f" Without offload every component stays resident: {bound}{resident:.2f} GiB "
-            f"(weights of {known} + {activation:.2f} GiB peak activations) of {s.vram_gb:.2f} GiB "
-            f"VRAM: {verdict}."
+            f"(weights of {known} + {activation:.2f} GiB peak activations) of "
+            f"{summary.vram_gb:.2f} GiB VRAM: {verdict}."
         )
     return Recommendation("offload", text)
 
 
 def _idle_stages(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
     idle = [
         line
-        for line in st.values()
+        for line in stages.values()
         if line.sm_pct is not None
         and line.share_pct is not None
         and line.duration_s
@@ -94,16 +102,16 @@ def _idle_stages(
     hint = ""
     if (
         any(line.key == stage_key(sc.SPAN_TEXT_ENCODE) for line in idle)
-        and m.text_encoder_peak_gb is not None
-        and m.text_encoder_baseline_gb is not None
-        and m.text_encoder_peak_gb - m.text_encoder_baseline_gb < 0.05
+        and memory.text_encoder_peak_gb is not None
+        and memory.text_encoder_baseline_gb is not None
+        and memory.text_encoder_peak_gb - memory.text_encoder_baseline_gb < 0.05
     ):
         hint = (
             " Text encoding allocated no GPU memory: the encoder ran on the CPU; on the GPU it "
             "needs its weights in VRAM"
             + (
-                f" ({m.weights_gb['text_encoder']:.2f} GiB)"
-                if "text_encoder" in m.weights_gb
+                f" ({memory.weights_gb['text_encoder']:.2f} GiB)"
+                if "text_encoder" in memory.weights_gb
                 else ""
             )
             + "."
@@ -118,12 +126,16 @@ def _idle_stages(
 
 
 def _unattributed(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
-    other = st.get(OTHER_KEY)
+    other = stages.get(OTHER_KEY)
     if other is None or other.share_pct is None or other.share_pct < UNATTRIBUTED_MIN_SHARE:
         return None
-    gap = largest_gap(t)
+    gap = largest_gap(tree)
     where = ""
     if gap is not None:
         where = (
@@ -141,9 +153,13 @@ def _unattributed(
 
 
 def _initialization(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
-    init = st.get(stage_key(sc.SPAN_INITIALIZE))
+    init = stages.get(stage_key(sc.SPAN_INITIALIZE))
     if init is None or init.share_pct is None or init.share_pct < INIT_MIN_SHARE:
         return None
     return Recommendation(
@@ -155,53 +171,68 @@ def _initialization(
 
 
 def _compute_bound(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
-    den = st.get(stage_key(sc.SPAN_DENOISE))
+    den = stages.get(stage_key(sc.SPAN_DENOISE))
     if den is None or den.sm_pct is None or den.sm_pct < COMPUTE_BOUND_SM_PCT:
         return None
-    if den.duration_s is None or den.share_pct is None or s.step_s_mean is None:
+    if den.duration_s is None or den.share_pct is None or summary.step_s_mean is None:
         return None
     saving = 0.1 * den.duration_s
     return Recommendation(
         "compute_bound",
         f"Denoising is {den.share_pct:.1f}% of the run at SM {den.sm_pct:.1f}%: compute-bound at "
-        f"{duration(s.step_s_mean)}/step. Only faster kernels shorten it (FlashAttention-3 / "
+        f"{duration(summary.step_s_mean)}/step. Only faster kernels shorten it (FlashAttention-3 / "
         f"SageAttention, FP8 weights, torch.compile): every 10% off the step saves "
         f"{duration(saving)} per video.",
     )
 
 
 def _warmup(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
-    if s.step_s_first is None or not s.step_s_stable or s.steps_done < 2:
+    if summary.step_s_first is None or not summary.step_s_stable or summary.steps_done < 2:
         return None
-    if s.step_s_first < WARMUP_RATIO * s.step_s_stable:
+    if summary.step_s_first < WARMUP_RATIO * summary.step_s_stable:
         return None
-    extra = s.step_s_first - s.step_s_stable
-    if s.total_s <= 0 or 100 * extra / s.total_s < NEGLIGIBLE_PCT:
+    extra = summary.step_s_first - summary.step_s_stable
+    if summary.total_s <= 0 or 100 * extra / summary.total_s < NEGLIGIBLE_PCT:
         return None
     return Recommendation(
         "warmup",
-        f"The first step took {duration(s.step_s_first)} against {duration(s.step_s_stable)} "
-        f"for the rest: {duration(extra)} of warm-up (kernel selection, compilation, first "
+        f"The first step took {duration(summary.step_s_first)} against "
+        f"{duration(summary.step_s_stable)} for the rest: {duration(extra)} of warm-up "
+        "(kernel selection, compilation, first "
         "transfers) a server pays once if it warms up at start.",
     )
 
 
 def _memory_headroom(
-    s: Summary, st: dict[str, StageLine], m: MemoryFigures, c: RunConfig, t: RunTree
+    summary: Summary,
+    stages: dict[str, StageLine],
+    memory: MemoryFigures,
+    config: RunConfig,
+    tree: RunTree,
 ) -> Recommendation | None:
-    if s.peak_memory_pct is None or s.peak_memory_pct < MEMORY_HEADROOM_PCT:
+    if summary.peak_memory_pct is None or summary.peak_memory_pct < MEMORY_HEADROOM_PCT:
         return None
     where = (
-        "VAE decode" if m.vae_peak_gb is not None and m.vae_peak_gb == m.run_peak_gb else "the run"
+        "VAE decode"
+        if memory.vae_peak_gb is not None and memory.vae_peak_gb == memory.run_peak_gb
+        else "the run"
     )
     return Recommendation(
         "memory_headroom",
-        f"Peak memory {s.peak_memory_gb:.2f} GiB is {s.peak_memory_pct:.1f}% of VRAM, reached in "
-        f"{where}: a larger resolution or frame count will not fit"
+        f"Peak memory {summary.peak_memory_gb:.2f} GiB is {summary.peak_memory_pct:.1f}% of VRAM, "
+        f"reached in {where}: a larger resolution or frame count will not fit"
         + (
             "; VAE tiling (vae.enable_tiling()) bounds the decode peak."
             if where == "VAE decode"

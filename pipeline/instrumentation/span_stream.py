@@ -30,7 +30,12 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from wan_otel import semconv
-from wan_otel.pipeline.generation import MERGED_MOVES, AttributeValue, Generation, Record
+from wan_otel.pipeline.instrumentation.generation import (
+    MERGED_MOVES,
+    AttributeValue,
+    Generation,
+    Record,
+)
 
 _log = logging.getLogger(__name__)
 

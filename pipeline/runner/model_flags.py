@@ -17,7 +17,7 @@ import torch
 
 from wan_otel import semconv
 from wan_otel.errors import WanOtelError
-from wan_otel.pipeline import presets
+from wan_otel.pipeline.runner import presets
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 HOST_ONLY_OFFLOAD = {

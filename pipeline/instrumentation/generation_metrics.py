@@ -13,7 +13,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
 from wan_otel import __version__, semconv
-from wan_otel.pipeline.generation import Generation, Record
+from wan_otel.pipeline.instrumentation.generation import Generation, Record
 
 METER_NAME = "wan_otel.pipeline"
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 _log = logging.getLogger("wan_otel.pipeline")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Guard:
@@ -34,6 +35,23 @@ class Guard:
         except Exception as exc:
             self.record(getattr(fn, "__qualname__", repr(fn)), exc)
             return None
+
+    def around(
+        self,
+        begin: Callable[[], T | None],
+        end: Callable[[T | None, BaseException | None], object],
+        call: Callable[[], R],
+    ) -> R:
+        """``call()`` with our ``begin`` before it and ``end(token, error)`` after it, both
+        guarded: the model's result, or its exception re-raised as it was."""
+        token = self.call(begin)
+        try:
+            result = call()
+        except BaseException as exc:
+            self.call(end, token, exc)
+            raise
+        self.call(end, token, None)
+        return result
 
     def record(self, site: str, exc: BaseException) -> None:
         with self._lock:

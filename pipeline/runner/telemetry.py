@@ -20,36 +20,39 @@ Providers are not installed globally: ``wan-otel run`` passes them to ``instrume
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
-    MetricExportResult,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from wan_otel import semconv
 from wan_otel.errors import WanOtelError
-from wan_otel.pipeline.metrics import METER_NAME
+from wan_otel.pipeline.instrumentation.generation_metrics import METER_NAME
+from wan_otel.pipeline.runner.otlp_loss import (
+    CountingMetricExporter,
+    CountingSpanExporter,
+    CountingSpanProcessor,
+    TelemetryLoss,
+    bounded,
+    loss_counters,
+    shutdown_batch,
+)
 from wan_otel.store.run_store import RunStore
 from wan_otel.store.span_exporter import RunStoreSpanExporter
 
@@ -93,135 +96,6 @@ class TelemetryConfig:
 
 
 @dataclass
-class TelemetryLoss:
-    """What did not reach the OTLP endpoint by the end."""
-
-    dropped_spans: int = 0
-    dropped_metric_points: int = 0
-    otlp_endpoint: str | None = None
-
-    @property
-    def dropped(self) -> str | None:
-        """One phrase naming what was lost, or None."""
-        parts = []
-        if self.dropped_spans:
-            parts.append(f"{self.dropped_spans} span(s)")
-        if self.dropped_metric_points:
-            parts.append(f"{self.dropped_metric_points} metric point(s)")
-        return " and ".join(parts) or None
-
-
-class CountingSpanExporter(SpanExporter):
-    """Counts the spans its inner exporter delivered; an exception counts as a failure."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-        self.delivered = 0
-        self.failed = 0
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:
-            _log.debug("OTLP export raised: %s", exc)
-            result = SpanExportResult.FAILURE
-        with self._lock:
-            if result is SpanExportResult.SUCCESS:
-                self.delivered += len(spans)
-            else:
-                self.failed += len(spans)
-        return result
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-class CountingMetricExporter(MetricExporter):
-    """Counts the data points its inner exporter failed to deliver."""
-
-    def __init__(self, inner: MetricExporter) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self.inner = inner
-        self.failed_points = 0
-        self.pending_points = 0
-        """Points of exports still under way (lost if the process exits now)."""
-        self._lock = threading.Lock()
-
-    @property
-    def lost_points(self) -> int:
-        with self._lock:
-            return self.failed_points + self.pending_points
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        points = _points(metrics_data)
-        with self._lock:
-            self.pending_points += points
-        try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:
-            _log.debug("OTLP metric export raised: %s", exc)
-            result = MetricExportResult.FAILURE
-        with self._lock:
-            self.pending_points -= points
-            if result is not MetricExportResult.SUCCESS:
-                self.failed_points += points
-        return result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
-
-
-def _points(data: MetricsData) -> int:
-    return sum(
-        len(metric.data.data_points)
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-    )
-
-
-class CountingSpanProcessor(SpanProcessor):
-    """Counts the spans handed to its inner processor."""
-
-    def __init__(self, inner: SpanProcessor, exporter: CountingSpanExporter) -> None:
-        self.inner = inner
-        self.exporter = exporter
-        self.submitted = 0
-        self.dropped_at_end: int | None = None
-
-    def dropped(self) -> int:
-        """Spans lost so far: failed exports, and at the end everything not delivered."""
-        if self.dropped_at_end is not None:
-            return self.dropped_at_end
-        return self.exporter.failed
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self.inner.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.submitted += 1
-        self.inner.on_end(span)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-@dataclass
 class Telemetry:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
@@ -251,7 +125,7 @@ class Telemetry:
         if processor is not None and counting is not None:
             # Spans get the deadline less the metrics' share.
             timeout_s = max(0.0, self.shutdown_timeout_s - METRICS_SHARE_S)
-            _bounded([lambda: _shutdown_batch(processor, timeout_s)], deadline - METRICS_SHARE_S)
+            bounded([lambda: shutdown_batch(processor, timeout_s)], deadline - METRICS_SHARE_S)
             delivered = self.otlp_exporter.delivered if self.otlp_exporter is not None else 0
             loss.dropped_spans = max(0, counting.submitted - delivered)
             counting.dropped_at_end = loss.dropped_spans  # the counter's last value
@@ -259,7 +133,7 @@ class Telemetry:
         end = max(deadline, time.monotonic() + METRICS_SHARE_S)
         remaining_ms = int((end - time.monotonic()) * 1000)
         tasks: list[Callable[[], Any]] = [lambda: self.meter_provider.shutdown(remaining_ms)]
-        _bounded([*tasks, *self._closers], end)
+        bounded([*tasks, *self._closers], end)
         if self.otlp_metrics is not None:
             loss.dropped_metric_points = self.otlp_metrics.lost_points
         if loss.dropped is not None:
@@ -270,41 +144,6 @@ class Telemetry:
                 " (the local run store has the spans)" if self.store_processor is not None else "",
             )
         return loss
-
-
-def _shutdown_batch(processor: SpanProcessor, timeout_s: float) -> None:
-    """``BatchSpanProcessor.shutdown()`` waits up to 30 s for its worker; its inner batch
-    processor takes the bound we want (guarded: a private attribute of the SDK)."""
-    inner = getattr(processor, "_batch_processor", None)
-    if inner is not None and "timeout_millis" in inspect.signature(inner.shutdown).parameters:
-        inner.shutdown(timeout_millis=int(timeout_s * 1000))
-    else:
-        processor.shutdown()
-
-
-def _bounded(tasks: list[Callable[[], Any]], deadline: float) -> None:
-    """Run ``tasks`` on daemon threads at once; stop waiting at ``deadline`` (the process may
-    exit with one still blocked on a dead network peer)."""
-    threads = [
-        threading.Thread(target=_quiet(task), name="wan-otel-shutdown", daemon=True)
-        for task in tasks
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
-        _log.warning("telemetry shutdown: an exporter is still waiting at the deadline; exiting")
-
-
-def _quiet(fn: Callable[[], Any]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            fn()
-        except Exception as exc:
-            _log.debug("telemetry shutdown: %s", exc)
-
-    return run
 
 
 def _env(*names: str) -> str | None:
@@ -444,25 +283,7 @@ def setup_telemetry(config: TelemetryConfig) -> Telemetry:
         telemetry.otlp_endpoint = endpoint
     for extra in config.span_processors:
         tracer_provider.add_span_processor(extra)
-    _loss_counters(telemetry)
+    loss_counters(
+        meter_provider.get_meter(METER_NAME), telemetry.otlp_counting, telemetry.otlp_metrics
+    )
     return telemetry
-
-
-def _loss_counters(telemetry: Telemetry) -> None:
-    """Counters of what the OTLP exporters lost, read when the metrics are collected."""
-    meter = telemetry.meter_provider.get_meter(METER_NAME)
-    counting, metrics = telemetry.otlp_counting, telemetry.otlp_metrics
-    if counting is not None:
-        meter.create_observable_counter(
-            semconv.METRIC_SPANS_DROPPED,
-            callbacks=[lambda options: [Observation(counting.dropped())]],
-            unit="{span}",
-            description="Spans not delivered",
-        )
-    if metrics is not None:
-        meter.create_observable_counter(
-            semconv.METRIC_METRIC_POINTS_DROPPED,
-            callbacks=[lambda options: [Observation(metrics.failed_points)]],
-            unit="{point}",
-            description="Metric points not delivered",
-        )

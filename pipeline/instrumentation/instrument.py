@@ -3,7 +3,7 @@ Wan pipeline (``WanPipeline``, ``WanImageToVideoPipeline``), as anyone builds it
 
 Depends on the OpenTelemetry *API* only: pass your ``TracerProvider`` / ``MeterProvider``
 (the global ones otherwise); wiring the SDK and exporters is the application's job
-(``wan_otel.pipeline.telemetry`` does it for ``wan-otel run``). Nothing in diffusers is
+(``wan_otel.pipeline.runner.telemetry`` does it for ``wan-otel run``). Nothing in diffusers is
 subclassed or patched at class level except the pipeline class's ``__call__``, which passes
 uninstrumented instances straight through; everything else attaches to the instances
 (``hooks.py``, ``wrappers.py``, ``offload.py``) and is removed by ``uninstrument``.
@@ -25,10 +25,14 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from wan_otel import __version__
-from wan_otel.pipeline.generation import Generation
-from wan_otel.pipeline.metrics import PipelineMetrics
-from wan_otel.pipeline.observer import PipelineObserver, Settings
-from wan_otel.pipeline.wrappers import STATE_ATTR, install_call_wrapper, remove_call_wrapper
+from wan_otel.pipeline.instrumentation.generation import Generation
+from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
+from wan_otel.pipeline.instrumentation.observer import PipelineObserver, Settings
+from wan_otel.pipeline.instrumentation.wrappers import (
+    STATE_ATTR,
+    install_call_wrapper,
+    remove_call_wrapper,
+)
 from wan_otel.store.run_store import check_run_id, new_run_id
 
 TRACER_NAME = "wan_otel.pipeline"
@@ -110,18 +114,12 @@ def use_generation(pipe: Any, generation: Generation) -> Iterator[None]:
     """Within the block, calls of ``pipe`` on this thread (and weight moves outside calls)
     record into ``generation`` under its innermost open record, instead of making their own
     root span. The caller finishes the generation."""
-    import threading
-
     observer = observer_of(pipe)
     if observer is None:
         yield
         return
-    previous = observer.bound, observer.bound_thread
-    observer.bound, observer.bound_thread = generation, threading.get_ident()
-    try:
+    with observer.bind(generation):
         yield
-    finally:
-        observer.bound, observer.bound_thread = previous
 
 
 def _dispatch(

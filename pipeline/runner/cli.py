@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from wan_otel.errors import ExitStatus, WanOtelError
-from wan_otel.pipeline import presets
-from wan_otel.pipeline.interrupt import RunInterrupted, signals_interrupt
-from wan_otel.pipeline.model_flags import (
+from wan_otel.pipeline.runner import presets
+from wan_otel.pipeline.runner.interrupt import RunInterrupted, signals_interrupt
+from wan_otel.pipeline.runner.model_flags import (
     ModelChoice,
     add_model_arguments,
     check_port,
@@ -28,9 +28,9 @@ from wan_otel.pipeline.model_flags import (
     max_side,
     model_from_args,
 )
-from wan_otel.pipeline.progress import ProgressBar
-from wan_otel.pipeline.run import RunRequest, run
-from wan_otel.pipeline.telemetry import TelemetryConfig, setup_telemetry
+from wan_otel.pipeline.runner.progress import ProgressBar
+from wan_otel.pipeline.runner.run import RunRequest, run
+from wan_otel.pipeline.runner.telemetry import TelemetryConfig, setup_telemetry
 from wan_otel.store.run_store import RunStore, check_run_id, default_store_root, new_run_id
 
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."

@@ -24,14 +24,14 @@ from typing import Any
 import torch
 
 from wan_otel import semconv
-from wan_otel.pipeline.attributes import system_attributes
-from wan_otel.pipeline.generation import AttributeValue, Generation, Listener
-from wan_otel.pipeline.guard import Guard
-from wan_otel.pipeline.interrupt import RunInterrupted, SignalGuard
-from wan_otel.pipeline.memory import memory_for
-from wan_otel.pipeline.metrics import PipelineMetrics
-from wan_otel.pipeline.span_stream import SpanStream
-from wan_otel.pipeline.timing import timeline_for
+from wan_otel.pipeline.instrumentation.attributes import system_attributes
+from wan_otel.pipeline.instrumentation.generation import AttributeValue, Generation, Listener
+from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
+from wan_otel.pipeline.instrumentation.guard import Guard
+from wan_otel.pipeline.instrumentation.memory import memory_for
+from wan_otel.pipeline.instrumentation.span_stream import SpanStream
+from wan_otel.pipeline.instrumentation.timing import timeline_for
+from wan_otel.pipeline.runner.interrupt import RunInterrupted, SignalGuard
 from wan_otel.store.run_store import RunFolder, RunStore
 from wan_otel.store.summary import started_summary
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from diffusers.hooks.hooks import HookRegistry, ModelHook
 
-from wan_otel.pipeline.guard import Guard
+from wan_otel.pipeline.instrumentation.guard import Guard
 
 _log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import torch
 
 from wan_otel import semconv
 from wan_otel.errors import WanOtelError
-from wan_otel.pipeline.tokenizer import build_tokenizer
+from wan_otel.pipeline.runner.tokenizer import build_tokenizer
 
 TINY = "tiny"
 TI2V_5B_RANDOM = "ti2v-5b-random"

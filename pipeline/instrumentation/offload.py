@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import torch
 
-from wan_otel.pipeline.guard import Guard
-from wan_otel.pipeline.wrappers import MethodPatch, patch_method
+from wan_otel.pipeline.instrumentation.generation import OpenRecord
+from wan_otel.pipeline.instrumentation.guard import Guard
+from wan_otel.pipeline.instrumentation.wrappers import MethodPatch, patch_method
 
 TO_DEVICE = "to_device"
 """``wan.offload.direction`` of an onload (host to accelerator)."""
@@ -37,11 +38,12 @@ _GROUP_HOOK_NAMES = ("group_offloading",)
 class TransferSink(Protocol):
     def transfer_start(
         self, component: str, direction: str, nbytes: int, stream: Any, merge: bool
-    ) -> object | None: ...
+    ) -> OpenRecord | None: ...
 
-    def transfer_end(
-        self, token: object | None, error: BaseException | None, stream: Any
-    ) -> None: ...
+
+def _close(opened: OpenRecord | None, error: BaseException | None, stream: Any) -> None:
+    if opened is not None:
+        opened.close(error, stream)
 
 
 def tensor_bytes(tensors: Any) -> int:
@@ -112,18 +114,15 @@ class OffloadObserver:
     # -- model offload and pipe.to ----------------------------------------------------------
 
     def _wrap_to(self, name: str, module: torch.nn.Module) -> Callable[..., Any]:
-        sink, guard = self._sink, self._guard
+        guard = self._guard
 
         def make(original: Callable[..., Any]) -> Callable[..., Any]:
             def to(*args: Any, **kwargs: Any) -> Any:
-                token = guard.call(self._to_start, name, module, args, kwargs)
-                try:
-                    result = original(*args, **kwargs)
-                except BaseException as exc:
-                    guard.call(sink.transfer_end, token, exc, None)
-                    raise
-                guard.call(sink.transfer_end, token, None, None)
-                return result
+                return guard.around(
+                    lambda: self._to_start(name, module, args, kwargs),
+                    lambda opened, error: _close(opened, error, None),
+                    lambda: original(*args, **kwargs),
+                )
 
             return to
 
@@ -131,7 +130,7 @@ class OffloadObserver:
 
     def _to_start(
         self, name: str, module: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-    ) -> object | None:
+    ) -> OpenRecord | None:
         target = _target_device(args, kwargs)
         current = _device_of(module)
         if target is None or current is None or not _moves(current, target):
@@ -192,14 +191,11 @@ class OffloadObserver:
 
         def make(original: Callable[..., Any]) -> Callable[..., Any]:
             def move(*args: Any, **kwargs: Any) -> Any:
-                token = guard.call(sink.transfer_start, name, direction, nbytes, stream, True)
-                try:
-                    result = original(*args, **kwargs)
-                except BaseException as exc:
-                    guard.call(sink.transfer_end, token, exc, stream)
-                    raise
-                guard.call(sink.transfer_end, token, None, stream)
-                return result
+                return guard.around(
+                    lambda: sink.transfer_start(name, direction, nbytes, stream, True),
+                    lambda opened, error: _close(opened, error, stream),
+                    lambda: original(*args, **kwargs),
+                )
 
             return move
 

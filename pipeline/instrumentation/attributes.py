@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from wan_otel import semconv
-from wan_otel.pipeline.generation import AttributeValue
-from wan_otel.pipeline.offload import module_bytes
+from wan_otel.pipeline.instrumentation.generation import AttributeValue
+from wan_otel.pipeline.instrumentation.offload import module_bytes
 
 _log = logging.getLogger(__name__)
 

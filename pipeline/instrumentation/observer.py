@@ -9,9 +9,10 @@ records into another run. All our code runs through the guard: it never reaches 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,12 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Tracer
 
 from wan_otel import semconv
-from wan_otel.pipeline import attributes as describe
-from wan_otel.pipeline.generation import AttributeValue, Generation, Record
-from wan_otel.pipeline.guard import Guard
-from wan_otel.pipeline.hooks import (
+from wan_otel.pipeline.instrumentation import attributes as describe
+from wan_otel.pipeline.instrumentation.call_stages import CallObserver
+from wan_otel.pipeline.instrumentation.generation import AttributeValue, Generation, OpenRecord
+from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
+from wan_otel.pipeline.instrumentation.guard import Guard
+from wan_otel.pipeline.instrumentation.hooks import (
     Attachment,
     ForwardObserver,
     attach,
@@ -31,13 +34,11 @@ from wan_otel.pipeline.hooks import (
     ensure_outermost,
     reset_depth,
 )
-from wan_otel.pipeline.memory import memory_for
-from wan_otel.pipeline.metrics import PipelineMetrics
-from wan_otel.pipeline.offload import OffloadObserver, detect_offload_mode
-from wan_otel.pipeline.span_stream import SpanStream
-from wan_otel.pipeline.stages import CallObserver
-from wan_otel.pipeline.timing import timeline_for
-from wan_otel.pipeline.wrappers import MethodPatch, patch_method
+from wan_otel.pipeline.instrumentation.memory import memory_for
+from wan_otel.pipeline.instrumentation.offload import OffloadObserver, detect_offload_mode
+from wan_otel.pipeline.instrumentation.span_stream import SpanStream
+from wan_otel.pipeline.instrumentation.timing import timeline_for
+from wan_otel.pipeline.instrumentation.wrappers import MethodPatch, patch_method
 
 HOOKED = ("text_encoder", "transformer", "transformer_2")
 """Forward-based components that get the diffusers ModelHook."""
@@ -73,13 +74,13 @@ class PipelineObserver:
         self.metrics = metrics
         self.settings = settings
         self.guard = Guard(metrics.instrumentation_error)
-        self.attachments: dict[str, Attachment] = {}
-        self.patches: dict[str, MethodPatch] = {}
+        self._attachments: dict[str, Attachment] = {}
+        self._patches: dict[str, MethodPatch] = {}
         self.offload = OffloadObserver(self, self.guard)
-        self.bound: Generation | None = None
-        self.bound_thread: int | None = None
-        self.call: CallObserver | None = None
-        self.call_thread: int | None = None
+        self._bound: Generation | None = None
+        self._bound_thread: int | None = None
+        self._call: CallObserver | None = None
+        self._call_thread: int | None = None
         self._signature: inspect.Signature | None = None
         self._call_lock = threading.Lock()
 
@@ -98,15 +99,15 @@ class PipelineObserver:
         forward hooks outermost."""
         for name in HOOKED:
             module = getattr(self.pipe, name, None)
-            current = self.attachments.get(name)
+            current = self._attachments.get(name)
             if current is not None and current.module is not module:
                 detach(current)
-                del self.attachments[name]
+                del self._attachments[name]
                 current = None
             if not isinstance(module, torch.nn.Module):
                 continue
             if current is None:
-                self.attachments[name] = attach(module, ForwardObserver(name, self, self.guard))
+                self._attachments[name] = attach(module, ForwardObserver(name, self, self.guard))
             else:
                 ensure_outermost(current)
         self._patch("vae", "decode", self._wrap_decode)
@@ -118,25 +119,35 @@ class PipelineObserver:
     ) -> None:
         key = f"{component}.{method}"
         obj = getattr(self.pipe, component, None)
-        patch = self.patches.get(key)
+        patch = self._patches.get(key)
         if patch is not None and patch.obj is obj:
             return
         if patch is not None:
             patch.restore()
-            del self.patches[key]
+            del self._patches[key]
         if obj is not None and callable(getattr(obj, method, None)):
-            self.patches[key] = patch_method(obj, method, make)
+            self._patches[key] = patch_method(obj, method, make)
 
     def detach_all(self) -> None:
-        for attachment in self.attachments.values():
+        for attachment in self._attachments.values():
             detach(attachment)
-        self.attachments.clear()
-        for patch in self.patches.values():
+        self._attachments.clear()
+        for patch in self._patches.values():
             patch.restore()
-        self.patches.clear()
+        self._patches.clear()
         self.offload.restore()
 
     # -- calls ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def bind(self, generation: Generation) -> Iterator[None]:
+        """Within the block, this thread's calls and weight moves record into ``generation``."""
+        previous = self._bound, self._bound_thread
+        self._bound, self._bound_thread = generation, threading.get_ident()
+        try:
+            yield
+        finally:
+            self._bound, self._bound_thread = previous
 
     def observe_call(
         self, original: Callable[..., Any], pipe: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -166,11 +177,11 @@ class PipelineObserver:
         self, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Generation, bool]:
         self.sync()
-        for attachment in self.attachments.values():
+        for attachment in self._attachments.values():
             reset_depth(attachment)
         thread = threading.get_ident()
-        if self.bound is not None and self.bound_thread == thread and not self.bound.finished:
-            generation, standalone = self.bound, False
+        if self._bound is not None and self._bound_thread == thread and not self._bound.finished:
+            generation, standalone = self._bound, False
         else:
             generation, standalone = self._new_generation(), True
         # This call's request and the pipeline's model: ours to write (an application adds
@@ -178,15 +189,15 @@ class PipelineObserver:
         root = generation.root.attributes
         root.update(self._request_attributes(original, args, kwargs))
         root.update(self.model_attributes())
-        self.call = CallObserver(
+        self._call = CallObserver(
             generation, two_experts=getattr(self.pipe, "transformer_2", None) is not None
         )
-        self.call_thread = thread
+        self._call_thread = thread
         return generation, standalone
 
     def _end_call(self, error: BaseException | None) -> None:
-        call, self.call, self.call_thread = self.call, None, None
-        for attachment in self.attachments.values():
+        call, self._call, self._call_thread = self._call, None, None
+        for attachment in self._attachments.values():
             reset_depth(attachment)
         if call is not None:
             call.finish(error)
@@ -236,8 +247,8 @@ class PipelineObserver:
     # -- event sinks ------------------------------------------------------------------------
 
     def _active_call(self) -> CallObserver | None:
-        call = self.call
-        if call is not None and self.call_thread == threading.get_ident():
+        call = self._call
+        if call is not None and self._call_thread == threading.get_ident():
             return call
         return None
 
@@ -245,8 +256,8 @@ class PipelineObserver:
         call = self._active_call()
         if call is not None:
             return call.gen
-        if self.bound is not None and self.bound_thread == threading.get_ident():
-            return None if self.bound.finished else self.bound
+        if self._bound is not None and self._bound_thread == threading.get_ident():
+            return None if self._bound.finished else self._bound
         return None
 
     def forward_start(self, component: str, branch: str | None) -> None:
@@ -269,7 +280,7 @@ class PipelineObserver:
 
     def transfer_start(
         self, component: str, direction: str, nbytes: int, stream: Any, merge: bool
-    ) -> object | None:
+    ) -> OpenRecord | None:
         generation = self.active_generation()
         if generation is None:
             return None
@@ -284,14 +295,7 @@ class PipelineObserver:
             merge_key=(component, direction) if merge else None,
             stream=stream,
         )
-        return (generation, record)
-
-    def transfer_end(self, token: object | None, error: BaseException | None, stream: Any) -> None:
-        if not isinstance(token, tuple):
-            return
-        generation, record = token
-        if isinstance(generation, Generation) and isinstance(record, Record):
-            generation.close(record, error=error, stream=stream)
+        return OpenRecord(generation, record)
 
     # -- wrappers of non-forward entry points ----------------------------------------------
 
@@ -300,14 +304,11 @@ class PipelineObserver:
             call = self._active_call()
             if call is None:
                 return original(*args, **kwargs)
-            self.guard.call(call.decode_start)
-            try:
-                result = original(*args, **kwargs)
-            except BaseException as exc:
-                self.guard.call(call.decode_end, exc)
-                raise
-            self.guard.call(call.decode_end, None)
-            return result
+            return self.guard.around(
+                call.decode_start,
+                lambda _, error: call.decode_end(error),
+                lambda: original(*args, **kwargs),
+            )
 
         return decode
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from wan_otel import semconv
-from wan_otel.pipeline.generation import Generation, Record
+from wan_otel.pipeline.instrumentation.generation import Generation, Record
 
 COND = "cond"
 UNCOND = "uncond"

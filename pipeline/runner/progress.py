@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from wan_otel import semconv
-from wan_otel.pipeline.generation import Record
+from wan_otel.pipeline.instrumentation.generation import Record
 from wan_otel.report.formatting import duration
 
 _WIDTH = 24

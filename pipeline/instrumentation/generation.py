@@ -7,9 +7,7 @@ to its last completed step, and the denoising loop gains no host synchronization
 resolves what is left with one synchronization after the pipeline call.
 
 Records nest as a stack. Closing a record closes the records still open above it at the same
-mark (an exception unwinding through them). Weight moves that come in hundreds (group and
-sequential offloading) are opened with a ``merge_key``; when their parent closes, siblings
-with the same key become one transfer span whose duration is the sum of the moves.
+mark (an exception unwinding through them).
 """
 
 from __future__ import annotations
@@ -17,52 +15,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wan_otel import semconv
-from wan_otel.pipeline.guard import Guard
-from wan_otel.pipeline.memory import CudaMemory, MemoryWindow
-from wan_otel.pipeline.timing import Timeline
+from wan_otel.pipeline.instrumentation.guard import Guard
+from wan_otel.pipeline.instrumentation.memory import CudaMemory, MemoryWindow
+from wan_otel.pipeline.instrumentation.records import (
+    MERGED_MOVES,
+    AttributeValue,
+    Record,
+    merge_children,
+)
+from wan_otel.pipeline.instrumentation.timing import Timeline
 
-AttributeValue = str | bool | int | float
-
-MERGED_MOVES = "moves"
-"""Record-local count of weight moves merged into one transfer record (see ``merge_key``)."""
-
-
-@dataclass(eq=False)
-class Record:
-    """A span to be: name, parent, marks, attributes, outcome."""
-
-    name: str
-    parent: Record | None
-    start: int
-    attributes: dict[str, AttributeValue] = field(default_factory=dict)
-    end: int | None = None
-    children: list[Record] = field(default_factory=list)
-    error_type: str | None = None
-    error_message: str | None = None
-    memory: MemoryWindow | None = None
-    merge_key: tuple[str, ...] | None = None
-    intervals: list[tuple[int, int]] | None = None
-    """Set on merged transfer records: the (start, end) marks of each move."""
-    deferred: dict[str, Any] = field(default_factory=dict)
-    """Attribute values read only after the timeline resolves (e.g. a timestep tensor on the
-    GPU: reading it inside the loop would synchronize)."""
-    nvtx_id: int | None = None
-    provisional: bool = False
-    """Opened on speculation (a preprocess gap): it becomes a span only once it has children
-    or is closed; until then ``discard`` may drop it."""
-    sealed: bool = True
-    """False while a closed record may still be reopened: its span must not end yet."""
-    merged: bool = False
-    """Folded into a sibling (merged moves): never a span of its own."""
-
-    def fail(self, exc: BaseException) -> None:
-        if self.error_type is None:
-            self.error_type = type(exc).__name__
-            self.error_message = str(exc)[:256]
+__all__ = ["MERGED_MOVES", "AttributeValue", "Generation", "Listener", "Outcome", "Record"]
 
 
 class Listener(Protocol):
@@ -85,6 +52,17 @@ class Stream(Protocol):
     def attach(self, generation: Generation) -> None: ...
 
     def finish(self, generation: Generation) -> None: ...
+
+
+@dataclass(frozen=True)
+class OpenRecord:
+    """A record an event source opened, to close when its event ends (a weight move)."""
+
+    generation: Generation
+    record: Record
+
+    def close(self, error: BaseException | None, stream: Any = None) -> None:
+        self.generation.close(self.record, error=error, stream=stream)
 
 
 @dataclass
@@ -205,7 +183,7 @@ class Generation:
                 self._stack.pop()
                 top.end = mark
                 top.sealed = seal or top is not record
-                _merge_children(top)
+                merge_children(top)
             self._nvtx_end(top)
             for listener in self._listeners:
                 self.guard.call(listener.on_close, top)
@@ -310,38 +288,6 @@ class Generation:
         if self._nvtx is not None and record.nvtx_id is not None:
             self.guard.call(self._nvtx.range_end, record.nvtx_id)
             record.nvtx_id = None
-
-
-def _merge_children(parent: Record) -> None:
-    """Fold sibling records with one ``merge_key`` into the first of them."""
-    firsts: dict[tuple[str, ...], Record] = {}
-    kept: list[Record] = []
-    for child in parent.children:
-        key = child.merge_key
-        if key is None:
-            kept.append(child)
-            continue
-        first = firsts.get(key)
-        child.merged = first is not None
-        if first is None:
-            firsts[key] = child
-            child.intervals = [(child.start, child.end if child.end is not None else child.start)]
-            child.deferred[MERGED_MOVES] = 1
-            kept.append(child)
-            continue
-        assert first.intervals is not None
-        first.intervals.append((child.start, child.end if child.end is not None else child.start))
-        first.deferred[MERGED_MOVES] += 1
-        nbytes = child.attributes.get(semconv.TRANSFER_BYTES)
-        if isinstance(nbytes, int):
-            total = first.attributes.get(semconv.TRANSFER_BYTES, 0)
-            first.attributes[semconv.TRANSFER_BYTES] = int(total) + nbytes
-        if child.error_type is not None and first.error_type is None:
-            first.error_type, first.error_message = child.error_type, child.error_message
-        if first.memory is not None and child.memory is not None:
-            first.memory = first.memory.merge(child.memory)
-        first.end = child.end
-    parent.children = kept
 
 
 def _thread_id() -> int:
