@@ -9,35 +9,17 @@ attributes GPUs to pods through the per-process memory series instead.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
+from dashboards import gpu_panels as g
 from dashboards import panels as p
+from dashboards.panels import NS_POD, RANGE, RATE
 from wan_otel import semconv as s
 
 UID = "wan-otel-gpu"
 TITLE = "wan-otel / GPU"
 
-RATE = "[$__rate_interval]"
-RANGE = "[$__range]"
-GPU_LEGEND = "{{hostname}} GPU {{gpu}} {{pod}}"
-NS_POD = f"{s.LABEL_NAMESPACE}, {s.LABEL_POD}"
 GENERATIONS = s.PROMETHEUS_NAMES[s.METRIC_GENERATIONS]
-
-
-def gpu(metric: str, extra: str = "") -> str:
-    return p.selector(metric, p.GPU_FILTER, extra)
-
-
-def _activity_panel(title: str, metric: str, description: str) -> timeseries.Panel:
-    """The mean active ratio of one activity counter, per GPU."""
-    return p.series(
-        title,
-        [(f"rate({gpu(metric)}{RATE})", GPU_LEGEND + " {{source}}")],
-        unit="percentunit",
-        max_value=1,
-        description=description,
-    )
 
 
 # The pods whose processes hold memory on each GPU: 1 per (uuid, namespace, pod). Works with
@@ -54,47 +36,31 @@ def by_owner(expr: str) -> str:
 
 
 def build() -> Dashboard:
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .tags(["wan-otel"])
-        .description("GPU activity, memory, power and exporter health (wan-otel exporter).")
-        .refresh("30s")
-        .time("now-1h", "now")
-        .timezone("browser")
+    dashboard = p.dashboard(
+        TITLE,
+        UID,
+        description="GPU activity, memory, power and exporter health (wan-otel exporter).",
+        refresh="30s",
+        since="now-1h",
+        variables=[*p.datasource_variables(), *p.scope_variables(s.GPU_MEMORY_TOTAL, True)],
     )
-    for variable in [*p.datasource_variables(), *p.scope_variables(s.GPU_MEMORY_TOTAL, True)]:
-        dashboard = dashboard.with_variable(variable)
 
     # Not filtered by pod: with the node-level exporter GPU series have none; the owners side
     # of the join picks the pods.
     sm_active = f'rate({s.GPU_SM_ACTIVE}{{{s.LABEL_GPU}=~"$gpu"}}{RATE})'
     dashboard = (
         dashboard.with_row(p.row("Activity"))
+        .with_panel(g.sm_activity())
         .with_panel(
-            _activity_panel(
-                "SM activity",
-                s.GPU_SM_ACTIVE,
-                "Mean fraction of time SMs were busy (rate of wan_gpu_sm_active_seconds_total"
-                "; source gpm = SMs busy, nvml_util = any kernel running).",
-            )
-        )
-        .with_panel(
-            _activity_panel(
+            g.activity(
                 "SM occupancy",
                 s.GPU_SM_OCCUPANCY,
                 "Resident warps over the maximum, time-averaged (GPM, Hopper and newer).",
             )
         )
+        .with_panel(g.tensor_activity())
         .with_panel(
-            _activity_panel(
-                "Tensor pipe activity",
-                s.GPU_TENSOR_ACTIVE,
-                "Fraction of time tensor pipes were active (GPM).",
-            )
-        )
-        .with_panel(
-            _activity_panel(
+            g.activity(
                 "DRAM activity",
                 s.GPU_DRAM_ACTIVE,
                 "Fraction of DRAM bandwidth in use, time-averaged (GPM).",
@@ -102,15 +68,15 @@ def build() -> Dashboard:
         )
     )
 
-    used, total = gpu(s.GPU_MEMORY_USED), gpu(s.GPU_MEMORY_TOTAL)
+    used, total = g.gpu(s.GPU_MEMORY_USED), g.gpu(s.GPU_MEMORY_TOTAL)
     dashboard = (
         dashboard.with_row(p.row("Memory"))
         .with_panel(
             p.series(
                 "Memory used vs total",
                 [
-                    (used, "used " + GPU_LEGEND),
-                    (total, "total " + GPU_LEGEND),
+                    (used, "used " + g.GPU_LEGEND),
+                    (total, "total " + g.GPU_LEGEND),
                 ],
                 unit="bytes",
                 description="Device memory used (NVML, includes the driver's reservation) "
@@ -120,7 +86,7 @@ def build() -> Dashboard:
         .with_panel(
             p.series(
                 "Memory used / total",
-                [(f"{used} / {total}", GPU_LEGEND)],
+                [(f"{used} / {total}", g.GPU_LEGEND)],
                 unit="percentunit",
                 max_value=1,
                 description="Fraction of device memory in use (the WanGpuMemoryNearCapacity "
@@ -129,19 +95,12 @@ def build() -> Dashboard:
         )
     )
 
-    energy = f"sum by ({NS_POD}) (increase({gpu(s.GPU_ENERGY)}{RANGE}))"
+    energy = f"sum by ({NS_POD}) (increase({g.gpu(s.GPU_ENERGY)}{RANGE}))"
     ok = p.selector(GENERATIONS, extra=f'{s.LABEL_STATUS}="ok"')
     generations = f"sum by ({NS_POD}) (increase({ok}{RANGE}))"
     dashboard = (
         dashboard.with_row(p.row("Power and energy"))
-        .with_panel(
-            p.series(
-                "Power",
-                [(gpu(s.GPU_POWER), GPU_LEGEND)],
-                unit="watt",
-                description="Power draw per GPU.",
-            )
-        )
+        .with_panel(g.power())
         .with_panel(
             p.series(
                 "Energy per generation by pod",
@@ -153,17 +112,14 @@ def build() -> Dashboard:
             )
         )
         .with_panel(
-            p.series(
-                "Temperature",
-                [(gpu(s.GPU_TEMPERATURE), GPU_LEGEND)],
-                unit="celsius",
-                description="GPU temperature.",
+            g.gauge(
+                "Temperature", s.GPU_TEMPERATURE, unit="celsius", description="GPU temperature."
             )
         )
         .with_panel(
-            p.series(
+            g.gauge(
                 "SM clock",
-                [(gpu(s.GPU_SM_CLOCK), GPU_LEGEND)],
+                s.GPU_SM_CLOCK,
                 unit="hertz",
                 description="SM clock; drops show throttling (see clock events).",
             )
@@ -172,25 +128,14 @@ def build() -> Dashboard:
 
     dashboard = (
         dashboard.with_row(p.row("PCIe and throttling"))
-        .with_panel(
-            p.series(
-                "PCIe traffic",
-                [
-                    (f"rate({gpu(s.GPU_PCIE_RX)}{RATE})", "rx " + GPU_LEGEND),
-                    (f"rate({gpu(s.GPU_PCIE_TX)}{RATE})", "tx " + GPU_LEGEND),
-                ],
-                unit="Bps",
-                description="Bytes per second over PCIe (rx: host to device, e.g. offload "
-                "onloads). GPM only: absent on GPUs without it.",
-            )
-        )
+        .with_panel(g.pcie_traffic())
         .with_panel(
             p.series(
                 "Clock event reasons active",
                 [
                     (
                         f"max by ({s.LABEL_HOSTNAME}, {s.LABEL_GPU}, {s.LABEL_REASON}) "
-                        f"({gpu(s.GPU_CLOCK_EVENT)})",
+                        f"({g.gpu(s.GPU_CLOCK_EVENT)})",
                         "{{hostname}} GPU {{gpu}} {{reason}}",
                     )
                 ],
@@ -205,7 +150,7 @@ def build() -> Dashboard:
                 [
                     (
                         f"sum by ({s.LABEL_HOSTNAME}, {s.LABEL_GPU}, {s.LABEL_ECC_TYPE}) "
-                        f"(increase({gpu(s.GPU_ECC_ERRORS)}{RATE}))",
+                        f"(increase({g.gpu(s.GPU_ECC_ERRORS)}{RATE}))",
                         "{{hostname}} GPU {{gpu}} {{type}}",
                     )
                 ],
@@ -306,7 +251,7 @@ def build() -> Dashboard:
                 "GPUs",
                 f"max by ({s.LABEL_HOSTNAME}, {s.LABEL_GPU}, {s.LABEL_UUID}, "
                 f"{s.LABEL_MODEL_NAME}, {s.LABEL_DRIVER_VERSION}, {s.LABEL_CUDA_VERSION}, "
-                f"{NS_POD}) ({gpu(s.GPU_INFO)})",
+                f"{NS_POD}) ({g.gpu(s.GPU_INFO)})",
                 description="Every GPU the exporters see; uuid equals the span attribute "
                 "wan.gpu.uuid.",
             )

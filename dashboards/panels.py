@@ -1,4 +1,5 @@
-"""Panel and variable builders shared by the wan-otel dashboards (grafana-foundation-sdk).
+"""Dashboard, panel and variable builders shared by the wan-otel dashboards
+(grafana-foundation-sdk).
 
 Every panel takes its datasource from a dashboard variable (``${datasource}`` for Prometheus,
 ``${tempo}`` for Tempo), never a hard-coded uid, so the JSON imports into any Grafana. Every
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import heatmap, stat, table, timeseries
 from grafana_foundation_sdk.builders.common import StackingConfig, VizLegendOptions
 from grafana_foundation_sdk.builders.dashboard import (
+    Dashboard,
     DashboardLink,
     DatasourceVariable,
     Panel,
@@ -22,6 +24,7 @@ from grafana_foundation_sdk.builders.dashboard import (
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery as PromQuery
 from grafana_foundation_sdk.builders.tempo import TempoQuery
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models.common import (
     BigValueGraphMode,
     GraphDrawStyle,
@@ -32,6 +35,7 @@ from grafana_foundation_sdk.models.common import (
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
     DynamicConfigValue,
+    VariableModel,
     VariableOption,
     VariableRefresh,
     VariableSort,
@@ -45,6 +49,13 @@ TEMPO = DataSourceRef(type_val="tempo", uid="${tempo}")
 
 POD_FILTER = f'{semconv.LABEL_NAMESPACE}=~"$namespace", {semconv.LABEL_POD}=~"$pod"'
 GPU_FILTER = f'{POD_FILTER}, {semconv.LABEL_GPU}=~"$gpu"'
+NS_POD = f"{semconv.LABEL_NAMESPACE}, {semconv.LABEL_POD}"
+"""Grouping labels for one series per pod."""
+
+RATE = "[$__rate_interval]"
+"""Window of ``rate()``/``increase()`` per point (Grafana keeps it above the scrape interval)."""
+RANGE = "[$__range]"
+"""The dashboard's whole time range: totals and quantiles over it."""
 
 Query = tuple[str, str]
 """(PromQL, legend format)."""
@@ -53,6 +64,31 @@ Query = tuple[str, str]
 def selector(metric: str, filters: str = POD_FILTER, extra: str = "") -> str:
     """``metric{filters[, extra]}``."""
     return f"{metric}{{{filters}{', ' + extra if extra else ''}}}"
+
+
+def dashboard(
+    title: str,
+    uid: str,
+    *,
+    description: str,
+    refresh: str,
+    since: str,
+    variables: Sequence[Builder[VariableModel]],
+) -> Dashboard:
+    """A wan-otel dashboard showing ``since`` to now in the browser's time zone; ``refresh``
+    is the auto-refresh interval ("" for none)."""
+    found = (
+        Dashboard(title)
+        .uid(uid)
+        .tags(["wan-otel"])
+        .description(description)
+        .refresh(refresh)
+        .time(since, "now")
+        .timezone("browser")
+    )
+    for variable in variables:
+        found = found.with_variable(variable)
+    return found
 
 
 # -- variables --------------------------------------------------------------------------------

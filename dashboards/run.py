@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
+from dashboards import gpu_panels as g
 from dashboards import panels as p
+from dashboards.panels import NS_POD
 from wan_otel import semconv as s
 
 UID = "wan-otel-run"
 TITLE = "wan-otel / Run drill-down"
-
-RATE = "[$__rate_interval]"
-GPU_LEGEND = "{{hostname}} GPU {{gpu}} {{pod}}"
 
 RUN_TRACES = f'{{ span.{s.RUN_ID} = "$run_id" }}'
 RECENT = (
@@ -32,28 +31,20 @@ PICK_TRACE = (
 )
 
 
-def gpu(metric: str) -> str:
-    return p.selector(metric, p.GPU_FILTER)
-
-
 def build() -> Dashboard:
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .tags(["wan-otel"])
-        .description("One Wan2.2 run: its traces (Tempo, by wan.run.id) and its GPUs.")
-        .refresh("")
-        .time("now-6h", "now")
-        .timezone("browser")
+    dashboard = p.dashboard(
+        TITLE,
+        UID,
+        description="One Wan2.2 run: its traces (Tempo, by wan.run.id) and its GPUs.",
+        refresh="",
+        since="now-6h",
+        variables=[
+            *p.datasource_variables(),
+            p.textbox("run_id", "Run id"),
+            p.textbox("trace_id", "Trace id"),
+            *p.scope_variables(s.GPU_MEMORY_TOTAL, True),
+        ],
     )
-    variables = [
-        *p.datasource_variables(),
-        p.textbox("run_id", "Run id"),
-        p.textbox("trace_id", "Trace id"),
-        *p.scope_variables(s.GPU_MEMORY_TOTAL, True),
-    ]
-    for variable in variables:
-        dashboard = dashboard.with_variable(variable)
 
     dashboard = (
         dashboard.with_row(p.row("Traces"))
@@ -89,58 +80,17 @@ def build() -> Dashboard:
 
     return (
         dashboard.with_row(p.row("GPUs of the pod"))
-        .with_panel(
-            p.series(
-                "SM activity",
-                [(f"rate({gpu(s.GPU_SM_ACTIVE)}{RATE})", GPU_LEGEND)],
-                unit="percentunit",
-                max_value=1,
-                description="Mean SM-active ratio; narrow the time range to the run's trace.",
-            )
-        )
-        .with_panel(
-            p.series(
-                "Tensor pipe activity",
-                [(f"rate({gpu(s.GPU_TENSOR_ACTIVE)}{RATE})", GPU_LEGEND)],
-                unit="percentunit",
-                max_value=1,
-                description="Fraction of time tensor pipes were active (GPM).",
-            )
-        )
-        .with_panel(
-            p.series(
-                "Memory used",
-                [(gpu(s.GPU_MEMORY_USED), GPU_LEGEND)],
-                unit="bytes",
-                description="Device memory used.",
-            )
-        )
-        .with_panel(
-            p.series(
-                "Power",
-                [(gpu(s.GPU_POWER), GPU_LEGEND)],
-                unit="watt",
-                description="Power draw.",
-            )
-        )
-        .with_panel(
-            p.series(
-                "PCIe traffic",
-                [
-                    (f"rate({gpu(s.GPU_PCIE_RX)}{RATE})", "rx " + GPU_LEGEND),
-                    (f"rate({gpu(s.GPU_PCIE_TX)}{RATE})", "tx " + GPU_LEGEND),
-                ],
-                unit="Bps",
-                description="PCIe bytes per second (offload transfers show as rx).",
-            )
-        )
+        .with_panel(g.sm_activity(note="Narrow the time range to the run's trace."))
+        .with_panel(g.tensor_activity())
+        .with_panel(g.memory_used())
+        .with_panel(g.power())
+        .with_panel(g.pcie_traffic())
         .with_panel(
             p.series(
                 "Memory by process",
                 [
                     (
-                        f"sum by ({s.LABEL_NAMESPACE}, {s.LABEL_POD}, {s.LABEL_PID}) "
-                        f"({gpu(s.GPU_PROCESS_MEMORY)})",
+                        f"sum by ({NS_POD}, {s.LABEL_PID}) ({g.gpu(s.GPU_PROCESS_MEMORY)})",
                         "{{pod}} pid {{pid}}",
                     )
                 ],

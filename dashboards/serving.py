@@ -10,6 +10,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from dashboards import panels as p
+from dashboards.panels import NS_POD, RANGE, RATE
 from wan_otel import semconv
 
 UID = "wan-otel-serving"
@@ -25,11 +26,8 @@ STEP_S = N[semconv.METRIC_STEP_DURATION]
 ACTIVE = N[semconv.METRIC_GENERATIONS_ACTIVE]
 DROPPED = N[semconv.METRIC_SPANS_DROPPED]
 
-RATE = "[$__rate_interval]"
-RANGE = "[$__range]"
 STATUS, ERROR_TYPE, STAGE = semconv.LABEL_STATUS, semconv.LABEL_ERROR_TYPE, semconv.LABEL_STAGE
 MODEL, RESOLUTION = semconv.LABEL_MODEL, semconv.LABEL_RESOLUTION
-NS_POD = f"{semconv.LABEL_NAMESPACE}, {semconv.LABEL_POD}"
 
 RUN_LINK = (
     "/d/wan-otel-run/wan-otel-run-drill-down?${datasource:queryparam}&${tempo:queryparam}"
@@ -62,17 +60,14 @@ def _quantiles(histogram: str) -> list[p.Query]:
 
 def build() -> Dashboard:
     to_run = p.link("Traces in this time range (run drill-down)", RUN_LINK)
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .tags(["wan-otel"])
-        .description("Wan2.2 generations served by wan-otel: throughput, failures, latency.")
-        .refresh("30s")
-        .time("now-3h", "now")
-        .timezone("browser")
+    dashboard = p.dashboard(
+        TITLE,
+        UID,
+        description="Wan2.2 generations served by wan-otel: throughput, failures, latency.",
+        refresh="30s",
+        since="now-3h",
+        variables=[*p.datasource_variables(), *p.scope_variables(GENERATIONS, False)],
     )
-    for variable in [*p.datasource_variables(), *p.scope_variables(GENERATIONS, False)]:
-        dashboard = dashboard.with_variable(variable)
 
     ok = p.selector(GENERATIONS, extra=f'{STATUS}="ok"')
     dashboard = (

@@ -137,3 +137,19 @@ def test_run_dashboard_finds_runs_by_the_contract_attribute() -> None:
     assert '{ span.wan.run.id = "$run_id" }' in queries
     assert "$trace_id" in queries
     assert [p for p in panels(run) if p["type"] == "traces"]
+
+
+def test_gpu_panels_read_the_same_in_every_dashboard() -> None:
+    """A panel that the GPU and Run dashboards both show queries, labels and scales the same
+    (``dashboards.gpu_panels`` defines it once)."""
+
+    def by_title(name: str) -> dict[str, dict[str, Any]]:
+        return {p["title"]: p for p in panels(load(build.HERE / name)) if p["type"] != "row"}
+
+    gpu, run = by_title("wan-otel-gpu.json"), by_title("wan-otel-run.json")
+    shared = sorted(gpu.keys() & run.keys())
+    assert shared == ["PCIe traffic", "Power", "SM activity", "Tensor pipe activity"]
+    for title in shared:
+        assert gpu[title]["targets"] == run[title]["targets"], title
+        assert gpu[title]["fieldConfig"] == run[title]["fieldConfig"], title
+        assert run[title]["description"].startswith(gpu[title]["description"]), title

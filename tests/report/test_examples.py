@@ -1,7 +1,8 @@
-"""The committed H100 example runs (docs/examples) report exactly as committed.
+"""The committed example runs (docs/examples) report exactly as committed.
 
-They are real runs of the full TI2V-5B architecture (random weights) on an NVIDIA H100 with
-GPM samples; the report code must keep producing the committed text from their spans.
+They are real runs of the full TI2V-5B architecture (random weights) on an NVIDIA H100 and an
+NVIDIA H200 with GPM samples; the report code must keep producing the committed text from
+their spans.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def test_example_report_is_current(run_id: str) -> None:
     result = run_cli("report", "--run-id", run_id, "--store", str(EXAMPLES / "runs"))
     assert result.code == 0, result.err
     assert result.out == (EXAMPLES / f"{run_id}.report.txt").read_text(encoding="utf-8")
-    assert "GPM SM activity" in result.out and "NVIDIA H100 80GB HBM3" in result.out
+    gpu = "NVIDIA H100 80GB HBM3" if run_id.startswith("h100-") else "NVIDIA H200"
+    assert "GPM SM activity" in result.out and gpu in result.out
 
 
 def test_offload_rule_predicts_the_no_offload_peak() -> None:
