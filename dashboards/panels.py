@@ -101,7 +101,9 @@ def datasource_variables() -> list[DatasourceVariable]:
     ]
 
 
-def label_variable(name: str, query: str, label: str) -> QueryVariable:
+def label_variable(
+    name: str, query: str, label: str, sort: VariableSort = VariableSort.ALPHABETICAL_ASC
+) -> QueryVariable:
     """A multi-value label variable whose "All" is the regex ``.*``."""
     return (
         QueryVariable(name)
@@ -109,7 +111,7 @@ def label_variable(name: str, query: str, label: str) -> QueryVariable:
         .datasource(PROM)
         .query(query)
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(VariableSort.ALPHABETICAL_ASC)
+        .sort(sort)
         .include_all(True)
         .all_value(".*")
         .multi(True)

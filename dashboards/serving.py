@@ -1,4 +1,5 @@
-"""The Serving dashboard: throughput, failures, end-to-end, step and stage latency, frames/s.
+"""The Serving dashboard: throughput, failures, end-to-end, step and stage latency, frames/s,
+and (``multi_gpu``) step time by world size and each rank's communication and waiting.
 
 Reads the pipeline's OTel metrics as Prometheus names them (``semconv.PROMETHEUS_NAMES``).
 Generations in progress come from ``wan_generations_active``. The server's queue metrics
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
+from dashboards import multi_gpu
 from dashboards import panels as p
+from dashboards.histogram_queries import mean, quantile
 from dashboards.panels import NS_POD, RANGE, RATE
 from wan_otel import semconv
 
@@ -35,20 +38,6 @@ RUN_LINK = (
 )
 
 
-def quantile(q: float, histogram: str, by: str = "", window: str = RATE) -> str:
-    """``histogram_quantile`` of ``histogram``'s buckets, optionally split by labels."""
-    group = f"le, {by}" if by else "le"
-    rate = f"rate({p.selector(histogram + '_bucket')}{window})"
-    return f"histogram_quantile({q}, sum by ({group}) ({rate}))"
-
-
-def mean(histogram: str, by: str = "", window: str = RATE) -> str:
-    group = f" by ({by})" if by else ""
-    total = f"sum{group} (rate({p.selector(histogram + '_sum')}{window}))"
-    count = f"sum{group} (rate({p.selector(histogram + '_count')}{window}))"
-    return f"{total} / {count}"
-
-
 def _quantiles(histogram: str) -> list[p.Query]:
     return [
         (quantile(0.5, histogram), "p50"),
@@ -66,7 +55,11 @@ def build() -> Dashboard:
         description="Wan2.2 generations served by wan-otel: throughput, failures, latency.",
         refresh="30s",
         since="now-3h",
-        variables=[*p.datasource_variables(), *p.scope_variables(GENERATIONS, False)],
+        variables=[
+            *p.datasource_variables(),
+            *p.scope_variables(GENERATIONS, False),
+            multi_gpu.rank_variable(),
+        ],
     )
 
     ok = p.selector(GENERATIONS, extra=f'{STATUS}="ok"')
@@ -219,7 +212,7 @@ def build() -> Dashboard:
         )
     )
 
-    return (
+    dashboard = (
         dashboard.with_row(p.row("Stages"))
         .with_panel(
             p.series(
@@ -265,3 +258,4 @@ def build() -> Dashboard:
             )
         )
     )
+    return multi_gpu.with_rows(dashboard)

@@ -26,7 +26,10 @@ class CommandModule(Protocol):
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("wan_otel.pipeline.runner.cli", "run a Wan2.2 generation with spans, metrics and GPU samples"),
+    "run": (
+        "wan_otel.pipeline.runner.cli",
+        "run a Wan2.2 generation with spans, metrics and GPU samples",
+    ),
     "report": (
         "wan_otel.report.cli",
         "performance report of one run (local store, or a trace backend and Prometheus)",
@@ -79,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.BAD_INPUT
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    args.argv = rest  # the command's own flags, as given (a launcher passes them on)
     logging.basicConfig(level=logging.WARNING, format="wan-otel: %(levelname)s %(message)s")
     try:
         return module.main(args)

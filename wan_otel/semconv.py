@@ -55,6 +55,18 @@ SPAN_VAE_DECODE: Final = "wan.vae.decode"
 SPAN_EXPORT: Final = "wan.pipeline.export"
 """Writing the output video (mp4) to its file."""
 
+SPAN_RANK: Final = "wan.parallel.rank"
+"""Multi-GPU runs: the root of one rank's spans (ranks 1 and up; rank 0's spans hang under the
+run's ``wan.pipeline.generate`` as in a one-GPU run). A child of that root span, in the same
+trace; its children are the rank's own stages, steps, forwards and collectives."""
+
+SPAN_COLLECTIVE: Final = "wan.parallel.collective"
+"""Multi-GPU runs: the collectives of one kind (``wan.collective.op``) inside one transformer
+forward, merged like weight moves: the span starts at the first and lasts the sum of their
+durations; ``wan.collective.durations`` keeps each one's. A collective's time is measured on
+the compute stream from its launch to the moment its result may be used: the transfer, and
+the wait for the slowest peer."""
+
 # --------------------------------------------------------------------------------------------
 # Stages: the root span's direct children, one table read by every side
 # --------------------------------------------------------------------------------------------
@@ -271,6 +283,42 @@ OUTPUT_FORMAT: Final = "wan.output.format"
 OUTPUT_BYTES: Final = "wan.output.bytes"
 """int, bytes. Size of the written output file."""
 
+COLLECTIVE_OP: Final = "wan.collective.op"
+"""string. The collective of a ``wan.parallel.collective`` span: ``all_to_all`` (Ulysses),
+``all_gather`` (ring attention's key/value exchange, the output gather), ``permute``."""
+
+COLLECTIVE_COUNT: Final = "wan.collective.count"
+"""int. Collectives merged into this span (Ulysses: 4 per attention layer)."""
+
+COLLECTIVE_BYTES: Final = "wan.collective.bytes"
+"""int, bytes. Bytes this rank sent into the merged collectives."""
+
+COLLECTIVE_DURATIONS: Final = "wan.collective.durations"
+"""double[], seconds. Each merged collective's duration, in call order: the report aligns them
+across ranks (the same index is the same collective on every rank) to split waiting from
+transfer."""
+
+STEP_COMM_S: Final = "wan.parallel.comm_s"
+"""double, seconds. Step spans of multi-GPU runs: time in collectives during the step."""
+
+STEP_COMPUTE_S: Final = "wan.parallel.compute_s"
+"""double, seconds. Step spans of multi-GPU runs: the step's time outside collectives."""
+
+PARALLEL_ULYSSES: Final = "wan.parallel.ulysses_degree"
+"""int. Ulysses (all-to-all) sequence-parallel degree; on every span of a multi-GPU run."""
+
+PARALLEL_RING: Final = "wan.parallel.ring_degree"
+"""int. Ring-attention degree; on every span of a multi-GPU run."""
+
+PARALLEL_WAIT_S: Final = "wan.parallel.wait_s"
+"""double, seconds. Root span of each rank: time this rank's collectives spent above the
+fastest rank's time for the same collective (waiting for a slower peer), summed over the run.
+Computed after the pipeline call from every rank's durations (one exchange, outside the loop)."""
+
+PARALLEL_STRAGGLERS: Final = "wan.parallel.stragglers"
+"""int[]. Root span of rank 0: for each step, the rank whose compute was longest (the one the
+others waited for)."""
+
 TIMING_SOURCE: Final = "wan.timing.source"
 """string. ``cuda_event`` when the span's window comes from CUDA events (GPU time), ``host``
 when from the host clock."""
@@ -314,6 +362,14 @@ METRIC_STEP_DURATION: Final = "wan.denoise.step.duration"
 """Histogram, seconds. Denoising step latency (GPU time). Prometheus:
 ``wan_denoise_step_duration_seconds``."""
 
+METRIC_COMM_DURATION: Final = "wan.parallel.comm.duration"
+"""Histogram, seconds, labels ``rank`` and ``world_size``. Time in collectives per denoising
+step, per rank. Prometheus: ``wan_parallel_comm_duration_seconds``."""
+
+METRIC_WAIT_DURATION: Final = "wan.parallel.wait.duration"
+"""Histogram, seconds, labels ``rank`` and ``world_size``. Per denoising step, the time this
+rank's collectives waited for a slower peer. Prometheus: ``wan_parallel_wait_duration_seconds``."""
+
 METRIC_GENERATIONS: Final = "wan.generations"
 """Counter, generations finished (label ``status``: ok or error). Prometheus:
 ``wan_generations_total``."""
@@ -345,6 +401,8 @@ PROMETHEUS_NAMES: Final = {
     METRIC_GENERATION_DURATION: "wan_generation_duration_seconds",
     METRIC_STAGE_DURATION: "wan_stage_duration_seconds",
     METRIC_STEP_DURATION: "wan_denoise_step_duration_seconds",
+    METRIC_COMM_DURATION: "wan_parallel_comm_duration_seconds",
+    METRIC_WAIT_DURATION: "wan_parallel_wait_duration_seconds",
     METRIC_GENERATIONS: "wan_generations_total",
     METRIC_FRAMES: "wan_frames_generated_total",
     METRIC_FAILURES: "wan_generation_failures_total",
@@ -410,6 +468,13 @@ LABEL_STATUS: Final = "status"
 
 LABEL_ERROR_TYPE: Final = "error_type"
 """Metric label: exception class name of a failure."""
+
+LABEL_WORLD_SIZE: Final = "world_size"
+"""Metric label: GPUs (processes) of one generation; ``1`` for one GPU."""
+
+LABEL_RANK: Final = "rank"
+"""Metric label of the communication histograms: the process's rank. Bounded by the GPUs of
+the job (at most 8 per node for Wan2.2's parallel modes), never a run id."""
 
 # --------------------------------------------------------------------------------------------
 # Prometheus metrics of the GPU exporter (sidecar). Labels GPU_LABELS on every GPU series.

@@ -75,7 +75,8 @@ class Outcome:
 
 
 class Generation:
-    """The record tree of one generation (one run), rooted at ``wan.pipeline.generate``."""
+    """The record tree of one generation (one run), rooted at ``wan.pipeline.generate`` (or,
+    on the other ranks of a multi-GPU run, ``wan.parallel.rank``)."""
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class Generation:
         listeners: Sequence[Listener] = (),
         attributes: dict[str, AttributeValue] | None = None,
         guard: Guard | None = None,
+        root_name: str = semconv.SPAN_GENERATE,
     ) -> None:
         self.timeline = timeline
         self.run_id = run_id
@@ -101,7 +103,7 @@ class Generation:
         self.outcome: Outcome | None = None
         self.lock = threading.Lock()
         """Held while the tree changes shape; the stream reads it under the same lock."""
-        self.root = Record(semconv.SPAN_GENERATE, None, timeline.mark(), dict(attributes or {}))
+        self.root = Record(root_name, None, timeline.mark(), dict(attributes or {}))
         self.records: list[Record] = [self.root]
         """Every record in the order it was opened (parents before their children)."""
         if memory is not None:
@@ -135,6 +137,8 @@ class Generation:
         notify: bool = True,
         at: int | None = None,
         provisional: bool = False,
+        memory: bool = True,
+        nvtx: bool = True,
     ) -> Record:
         """Open a record under the innermost open one. ``notify=False`` keeps listeners out of
         it; ``provisional``: it may be discarded while it has no children; ``at`` reuses a
@@ -146,13 +150,14 @@ class Generation:
             attrs.setdefault(semconv.DENOISE_STEP, step)  # "on step spans and their children"
         start = at if at is not None else self.timeline.mark(stream)
         record = Record(name, parent, start, attrs, merge_key=merge_key, provisional=provisional)
-        if self._memory is not None:
+        if self._memory is not None and memory:
             record.memory = self._memory.open(self._windows())
         with self.lock:
             parent.children.append(record)
             self.records.append(record)
         self._stack.append(record)
-        self._nvtx_start(record)
+        if nvtx:
+            self._nvtx_start(record)
         if notify:
             for listener in self._listeners:
                 self.guard.call(listener.on_open, record)

@@ -115,6 +115,7 @@ def labels_of(root: Record) -> dict[str, str]:
         semconv.LABEL_RESOLUTION: f"{width}x{height}" if width and height else "unknown",
         semconv.LABEL_FRAMES: str(attrs.get(semconv.REQUEST_NUM_FRAMES, "unknown")),
         semconv.LABEL_OFFLOAD: str(attrs.get(semconv.OFFLOAD_MODE, "unknown")),
+        semconv.LABEL_WORLD_SIZE: str(attrs.get(semconv.WORLD_SIZE, 1)),
     }
 
 

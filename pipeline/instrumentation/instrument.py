@@ -25,6 +25,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from wan_otel import __version__
+from wan_otel.pipeline.instrumentation import collectives
 from wan_otel.pipeline.instrumentation.generation import Generation
 from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
 from wan_otel.pipeline.instrumentation.observer import PipelineObserver, Settings
@@ -82,6 +83,7 @@ def instrument(
     )
     # object.__setattr__: DiffusionPipeline.__setattr__ would try to register it in the config.
     object.__setattr__(pipe, STATE_ATTR, observer)
+    collectives.install()
     try:
         observer.sync()
         install_call_wrapper(pipe, _dispatch)
@@ -97,6 +99,7 @@ def uninstrument(pipe: Any) -> None:
         return
     observer.detach_all()
     remove_call_wrapper(pipe)
+    collectives.uninstall()
 
 
 def is_instrumented(pipe: Any) -> bool:

@@ -22,6 +22,7 @@ from opentelemetry.trace import Tracer
 
 from wan_otel import semconv
 from wan_otel.pipeline.instrumentation import attributes as describe
+from wan_otel.pipeline.instrumentation import collectives
 from wan_otel.pipeline.instrumentation.call_stages import CallObserver
 from wan_otel.pipeline.instrumentation.generation import AttributeValue, Generation, OpenRecord
 from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
@@ -160,7 +161,8 @@ class PipelineObserver:
                 return original(pipe, *args, **kwargs)
             generation, standalone = started
             try:
-                result = original(pipe, *args, **kwargs)
+                with collectives.bind(self):
+                    result = original(pipe, *args, **kwargs)
             except BaseException as exc:
                 self.guard.call(self._end_call, exc)
                 if standalone:
@@ -296,6 +298,25 @@ class PipelineObserver:
             stream=stream,
         )
         return OpenRecord(generation, record)
+
+    def collective_start(self, op: str, nbytes: int) -> OpenRecord | None:
+        """A collective of the active call (merged per forward and op: hundreds a step)."""
+        call = self._active_call()
+        if call is None:
+            return None
+        attrs: dict[str, AttributeValue] = {
+            semconv.COLLECTIVE_OP: op,
+            semconv.COLLECTIVE_BYTES: nbytes,
+        }
+        record = call.gen.open(
+            semconv.SPAN_COLLECTIVE,
+            attrs,
+            merge_key=("collective", op),
+            notify=False,
+            memory=False,
+            nvtx=False,
+        )
+        return OpenRecord(call.gen, record)
 
     # -- wrappers of non-forward entry points ----------------------------------------------
 

@@ -1,9 +1,9 @@
 """Span records: what a span will be (name, parent, marks, attributes, outcome), and the
-folding of weight moves that come in hundreds.
+folding of events that come in hundreds.
 
-Weight moves of group and sequential offloading are opened with a ``merge_key``; when their
-parent closes, siblings with the same key become one transfer record whose duration is the sum
-of the moves.
+Weight moves of group and sequential offloading, and the collectives of a context-parallel
+forward, are opened with a ``merge_key``; when their parent closes, siblings with the same key
+become one record whose duration is the sum of theirs, keeping each one's marks.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from wan_otel import semconv
 from wan_otel.pipeline.instrumentation.memory import MemoryWindow
 
-AttributeValue = str | bool | int | float
+AttributeValue = str | bool | int | float | tuple[int, ...] | tuple[float, ...]
 
 MERGED_MOVES = "moves"
 """Record-local count of weight moves merged into one transfer record (see ``merge_key``)."""
@@ -54,6 +54,10 @@ class Record:
             self.error_message = str(exc)[:256]
 
 
+SUMMED = (semconv.TRANSFER_BYTES, semconv.COLLECTIVE_BYTES)
+"""Attributes that add up when records merge."""
+
+
 def merge_children(parent: Record) -> None:
     """Fold sibling records with one ``merge_key`` into the first of them."""
     firsts: dict[tuple[str, ...], Record] = {}
@@ -74,10 +78,11 @@ def merge_children(parent: Record) -> None:
         assert first.intervals is not None
         first.intervals.append((child.start, child.end if child.end is not None else child.start))
         first.deferred[MERGED_MOVES] += 1
-        nbytes = child.attributes.get(semconv.TRANSFER_BYTES)
-        if isinstance(nbytes, int):
-            total = first.attributes.get(semconv.TRANSFER_BYTES, 0)
-            first.attributes[semconv.TRANSFER_BYTES] = int(total) + nbytes
+        for summed in SUMMED:
+            nbytes = child.attributes.get(summed)
+            if isinstance(nbytes, int):
+                total = first.attributes.get(summed, 0)
+                first.attributes[summed] = (total if isinstance(total, int) else 0) + nbytes
         if child.error_type is not None and first.error_type is None:
             first.error_type, first.error_message = child.error_type, child.error_message
         if first.memory is not None and child.memory is not None:

@@ -30,11 +30,12 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from wan_otel import semconv
-from wan_otel.pipeline.instrumentation.generation import (
-    MERGED_MOVES,
-    AttributeValue,
-    Generation,
-    Record,
+from wan_otel.pipeline.instrumentation.generation import AttributeValue, Generation, Record
+from wan_otel.pipeline.instrumentation.record_values import (
+    collective_figures,
+    deferred_values,
+    read_tensors,
+    ready_value,
 )
 
 _log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class SpanStream:
     def finish(self, generation: Generation) -> None:
         """End every span that is left (the timeline is resolved by now)."""
         _flusher().discard(self)
-        _read_tensors(generation.records)
+        read_tensors(generation.records)
         self.pump(final=True)
 
     # -- the stream -----------------------------------------------------------------------
@@ -164,7 +165,7 @@ class SpanStream:
         marks = ends or [record.end]
         if any(m is None or generation.timeline.resolved(m) is None for m in marks):
             return False
-        return all(_ready_value(v) for v in record.deferred.values())
+        return all(ready_value(v) for v in record.deferred.values())
 
     def _start(self, generation: Generation, record: Record, common: dict[str, Any]) -> None:
         time_ns = generation.timeline.time_ns
@@ -193,7 +194,8 @@ class SpanStream:
             child_live = self._live.get(child)
             if child_live is not None and child_live.end_ns is not None:
                 end = max(end, child_live.end_ns)
-        attrs: dict[str, Any] = {**record.attributes, **_deferred(record.deferred)}
+        attrs: dict[str, Any] = {**record.attributes, **deferred_values(record)}
+        attrs.update(collective_figures(generation, record, end - live.start_ns))
         if record.memory is not None:
             attrs.update(record.memory.attributes())
         if record.error_type is not None:
@@ -222,59 +224,6 @@ def _end_ns(generation: Generation, record: Record) -> int:
     if record.intervals:
         return start + sum(max(0, time_ns(e) - time_ns(s)) for s, e in record.intervals)
     return time_ns(record.end if record.end is not None else record.start)
-
-
-def _ready_value(value: Any) -> bool:
-    """A deferred value can be read without waiting: not a tensor still on a GPU."""
-    device = getattr(value, "device", None)
-    return device is None or getattr(device, "type", "cpu") == "cpu"
-
-
-def _read_tensors(records: Sequence[Record]) -> None:
-    """At the end of a run, device tensors still deferred (timesteps an application kept on the
-    GPU) are read with one copy per device, after the run's synchronization."""
-    import torch
-
-    found: dict[Any, list[tuple[Record, str, Any]]] = {}
-    for record in records:
-        for key, value in record.deferred.items():
-            if isinstance(value, torch.Tensor) and value.numel() == 1 and not _ready_value(value):
-                found.setdefault((value.device, value.dtype), []).append((record, key, value))
-    for entries in found.values():
-        try:
-            values = torch.stack([v.reshape(()) for _, _, v in entries]).cpu().tolist()
-        except Exception:  # a poisoned CUDA context after a model error: leave them out
-            for record, key, _ in entries:
-                record.deferred.pop(key, None)
-            continue
-        for (record, key, _), number in zip(entries, values, strict=True):
-            record.deferred[key] = float(number)
-
-
-def _deferred(deferred: dict[str, Any]) -> dict[str, AttributeValue]:
-    out: dict[str, AttributeValue] = {}
-    for key, value in deferred.items():
-        if key == MERGED_MOVES:
-            out[semconv.TRANSFER_MOVES] = int(value)
-            continue
-        scalar = _scalar(value)
-        if scalar is not None:
-            out[key] = scalar
-    return out
-
-
-def _scalar(value: Any) -> AttributeValue | None:
-    """A number from a host tensor or a Python value."""
-    if isinstance(value, bool | int | float | str):
-        return value
-    item = getattr(value, "item", None)
-    if item is None or not _ready_value(value):
-        return None
-    try:
-        number = item()
-    except Exception:  # a multi-element tensor: leave it out
-        return None
-    return float(number) if isinstance(number, float | int) else None
 
 
 class _Flusher:

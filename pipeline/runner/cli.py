@@ -14,11 +14,15 @@ import argparse
 import importlib.util
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from wan_otel.errors import ExitStatus, WanOtelError
 from wan_otel.pipeline.runner import presets
 from wan_otel.pipeline.runner.interrupt import RunInterrupted, signals_interrupt
+from wan_otel.pipeline.runner.launch import launch
 from wan_otel.pipeline.runner.model_flags import (
     ModelChoice,
     add_model_arguments,
@@ -28,9 +32,18 @@ from wan_otel.pipeline.runner.model_flags import (
     max_side,
     model_from_args,
 )
+from wan_otel.pipeline.runner.parallel import (
+    DEFAULT_TIMEOUT_S,
+    ParallelPlan,
+    close_group,
+    device_for,
+    init_group,
+    plan_from_env,
+)
 from wan_otel.pipeline.runner.progress import ProgressBar
-from wan_otel.pipeline.runner.run import RunRequest, run
+from wan_otel.pipeline.runner.run import ONE_GPU, RunRequest, run
 from wan_otel.pipeline.runner.telemetry import TelemetryConfig, setup_telemetry
+from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.store.run_store import RunStore, check_run_id, default_store_root, new_run_id
 
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
@@ -61,11 +74,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prometheus-port", type=int, help="serve the run's OTel metrics for Prometheus here"
     )
+    multi = parser.add_argument_group("several GPUs (one generation, context parallelism)")
+    multi.add_argument(
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="launch the run on N GPUs (torchrun, one process each)",
+    )
+    multi.add_argument("--ulysses", type=int, metavar="N", help="Ulysses degree (default: N GPUs)")
+    multi.add_argument("--ring", type=int, metavar="N", help="ring-attention degree")
+    multi.add_argument(
+        "--collective-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds a collective waits for a peer (default {DEFAULT_TIMEOUT_S:g})",
+    )
 
 
-def request_from_args(args: argparse.Namespace) -> RunRequest:
+def request_from_args(args: argparse.Namespace, parallel: ParallelPlan = ONE_GPU) -> RunRequest:
     """Resolve defaults and check the flags; bad input raises ``WanOtelError``."""
     model = model_from_args(args)
+    model = replace(model, device=device_for(parallel, model.device))
     defaults = presets.defaults_for(model.source)
     height = _pick(args.height, defaults.height)
     width = _pick(args.width, defaults.width)
@@ -83,6 +113,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         raise WanOtelError(f"--guidance {guidance}: must be 0 to {MAX_GUIDANCE:g}")
     if args.seed is not None:
         _check_range("--seed", args.seed, 0, MAX_SEED)
+    seed = 0 if args.seed is None and parallel.parallel else args.seed  # the same latents
     _check_image(args.image)
     if args.output is not None and args.output.is_dir():
         raise WanOtelError(f"--output {args.output}: a folder; name the mp4 file")
@@ -104,7 +135,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         steps=steps,
         guidance=guidance,
         fps=fps,
-        seed=args.seed,
+        seed=seed,
         max_sequence_length=model.max_sequence_length or defaults.max_sequence_length,
         image=args.image,
         output=args.output,
@@ -143,15 +174,62 @@ def _check_image(image: Path | None) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.gpus is not None:
+        return _launch(args)
+    if not math.isfinite(args.collective_timeout) or args.collective_timeout <= 0:
+        raise WanOtelError(f"--collective-timeout {args.collective_timeout}: must be positive")
+    parallel = plan_from_env(args.ulysses, args.ring)
+    request = request_from_args(args, parallel)
+    init_group(parallel, request.model.device, args.collective_timeout)
+    try:
+        return _run(args, request, parallel)
+    finally:
+        close_group()
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--gpus N``: check every flag here, then start the ranks under torchrun."""
+    gpus = args.gpus
+    devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    on_cpu = args.device is not None and args.device.startswith("cpu")
+    if gpus < 1 or (not on_cpu and gpus > devices) or gpus > 64:
+        have = "the CPU (--device cpu): up to 64" if on_cpu else f"{devices} CUDA device(s)"
+        raise WanOtelError(f"--gpus {gpus}: this machine has {have}")
+    degrees = (args.ulysses or 1) * (args.ring or 1)
+    given = args.ulysses is not None or args.ring is not None
+    if given and degrees != gpus:
+        raise WanOtelError(f"--ulysses x --ring = {degrees}, but --gpus is {gpus}")
     request = request_from_args(args)
+    if request.store is not None and request.store.folder(request.run_id).path.exists():
+        raise WanOtelError(
+            f"run {request.run_id!r} already exists in {request.store.root}: choose another run id"
+        )
+    return launch(getattr(args, "argv", []), gpus, request.run_id, given)
+
+
+def _run(args: argparse.Namespace, request: RunRequest, parallel: ParallelPlan) -> int:
+    lead = parallel.rank == 0
+    ids = MintedTraceIds()
     telemetry = setup_telemetry(
-        TelemetryConfig(store=request.store, prometheus_port=args.prometheus_port)
+        TelemetryConfig(
+            store=request.store,
+            store_writer=parallel.writer,
+            prometheus_port=args.prometheus_port if lead else None,
+            id_generator=ids,
+        )
     )
-    progress = ProgressBar(request.steps)
+    progress = ProgressBar(request.steps) if lead else None
     failure: tuple[int, str] | None = None
     with signals_interrupt() as signals:
         try:
-            outcome = run(request, telemetry, listeners=[progress], signals=signals)
+            outcome = run(
+                request,
+                telemetry,
+                listeners=[progress] if progress is not None else [],
+                signals=signals,
+                parallel=parallel,
+                ids=ids,
+            )
         except RunInterrupted as exc:
             failure = exc.exit_code, f"{_interrupted(request, exc)} ({_where(request)})"
         except WanOtelError:  # bad input found late (a checkpoint folder): one line, exit 2
@@ -162,26 +240,32 @@ def main(args: argparse.Namespace) -> int:
             failure = (
                 ExitStatus.ERROR,
                 (
-                    f"generation failed: {type(exc).__name__}: {_one_line(exc)} "
-                    f"(run {request.run_id}; {_where(request)})"
+                    f"generation failed{_on_rank(parallel)}: {type(exc).__name__}: "
+                    f"{_one_line(exc)} (run {request.run_id}; {_where(request)})"
                 ),
             )
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
             loss = telemetry.shutdown()
     if failure is not None:
         print(f"wan-otel: {failure[1]}", file=sys.stderr)
         return failure[0]
-    print(f"run {outcome.run_id}: {outcome.duration_s:.2f} s")
-    if request.output is not None:
-        print(f"video: {request.output}")
+    if lead:
+        print(f"run {outcome.run_id}: {outcome.duration_s:.2f} s")
+        if request.output is not None:
+            print(f"video: {request.output}")
+        if request.store is not None:
+            print(f"report: {_report_hint(request)}")
     if loss.dropped:
         print(f"telemetry not delivered to OTLP: {loss.dropped}")
-    if request.store is not None:
-        print(f"report: {_report_hint(request)}")
     if signals.exit_code is not None:  # a signal came while the finished run was written
         return signals.exit_code
     return ExitStatus.OK
+
+
+def _on_rank(parallel: ParallelPlan) -> str:
+    return f" on rank {parallel.rank}" if parallel.parallel else ""
 
 
 def _interrupted(request: RunRequest, exc: RunInterrupted) -> str:

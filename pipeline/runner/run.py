@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,18 @@ from wan_otel.pipeline.instrumentation.span_stream import SpanStream
 from wan_otel.pipeline.runner import presets
 from wan_otel.pipeline.runner.interrupt import SignalGuard
 from wan_otel.pipeline.runner.model_flags import ModelChoice
+from wan_otel.pipeline.runner.parallel import (
+    WEIGHT_SEED,
+    ParallelPlan,
+    enable_context_parallel,
+)
+from wan_otel.pipeline.runner.rank_exchange import ParallelMetrics, exchange_figures, join
 from wan_otel.pipeline.runner.run_scope import RunPlan, run_scope
 from wan_otel.pipeline.runner.telemetry import Telemetry
+from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.store.run_store import RunStore
+
+ONE_GPU = ParallelPlan()
 
 
 @dataclass
@@ -80,26 +89,43 @@ def run(
     *,
     listeners: Sequence[Listener] = (),
     signals: SignalGuard | None = None,
+    parallel: ParallelPlan = ONE_GPU,
+    ids: MintedTraceIds | None = None,
 ) -> Outcome:
-    """One generation. Returns its outcome; re-raises a model error after recording it."""
+    """One generation (this rank's part of it in a multi-GPU run). Returns its outcome;
+    re-raises a model error after recording it."""
     metrics = PipelineMetrics(telemetry.meter_provider)
+    joined = join(request.run_id, request.store, parallel, ids)
+    lead = parallel.rank == 0
+    request = replace(request, run_id=joined.run_id, output=request.output if lead else None)
     plan = RunPlan(
         request.run_id,
         request.model.device,
         request.store,
-        attributes={semconv.REQUEST_FPS: request.fps},
+        create=not parallel.parallel,  # made by rank 0 in join
+        attributes={semconv.REQUEST_FPS: request.fps, **parallel.attributes()},
         request=request.summary_attributes(),
+        writes_summary=lead,
+        writer=parallel.writer,
+        records_samples=parallel.records_gpu_samples,
+        root_name=semconv.SPAN_GENERATE if lead else semconv.SPAN_RANK,
+    )
+    stream = SpanStream(
+        telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__),
+        joined.context,
+        attributes=parallel.attributes(),
+        root_scope=joined.root_scope,
     )
     pipe: Any = None
     generation: Generation | None = None
     try:
         with run_scope(
             plan,
-            SpanStream(telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__)),
+            stream,
             guard=Guard(metrics.instrumentation_error),
             flush=telemetry.flush_store,
-            metrics=metrics,
-            listeners=listeners,
+            metrics=metrics if lead else None,  # one count per generation, not per rank
+            listeners=listeners if lead else (),
             signals=signals,
         ) as generation:
             pipe, _ = initialize(
@@ -108,8 +134,10 @@ def run(
                 telemetry,
                 record_prompt=request.record_prompt,
                 image=request.image is not None,
+                parallel=parallel,
             )
             generate(pipe, request, generation)
+            exchange_figures(generation, parallel, ParallelMetrics(telemetry.meter_provider))
     finally:
         if pipe is not None:
             uninstrument(pipe)
@@ -142,9 +170,11 @@ def initialize(
     *,
     record_prompt: bool = False,
     image: bool = False,
+    parallel: ParallelPlan = ONE_GPU,
 ) -> tuple[Any, presets.Built]:
     """Build (component spans), instrument, place on the device, under ``initialize``.
-    ``image``: the image-to-video pipeline on the same components."""
+    ``image``: the image-to-video pipeline on the same components. ``parallel``: the same
+    weights on every rank (one seed), then context parallelism on the transformers."""
     with generation.span(semconv.SPAN_INITIALIZE):
 
         def scope(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -157,6 +187,8 @@ def initialize(
                 model.model_dir, dtype=model.dtype, image=image, scope=scope
             )
         else:
+            if parallel.parallel:
+                torch.manual_seed(WEIGHT_SEED)  # random weights: the same on every rank
             # Build where the weights will live; offload modes start from the device too and
             # move to the host when enabled (random init on a CPU is far slower).
             built = presets.build_preset(
@@ -177,6 +209,8 @@ def initialize(
         )
         with use_generation(pipe, generation):
             presets.place(pipe, model.offload, model.device)
+        transformers = [getattr(pipe, n, None) for n in ("transformer", "transformer_2")]
+        enable_context_parallel([t for t in transformers if t is not None], parallel)
     return pipe, built
 
 

@@ -57,6 +57,12 @@ class RunPlan:
     (a run killed before its root span ends is still described)."""
     writes_summary: bool = True
     """False for the processes of a run that are not its first (other ranks)."""
+    writer: str | None = None
+    """This process's name on its files in the run folder (``rank1``...); None: the run's."""
+    records_samples: bool = True
+    """Whether this process samples the GPUs (one process a node in a multi-GPU run)."""
+    root_name: str = semconv.SPAN_GENERATE
+    """``wan.parallel.rank`` for the ranks of a multi-GPU run after the first."""
 
 
 @contextlib.contextmanager
@@ -72,7 +78,8 @@ def run_scope(
 ) -> Iterator[Generation]:
     """The run's generation, open for the block (see the module docstring)."""
     folder = _folder(plan)
-    with gpu_samples(plan.device, folder.samples() if folder is not None else None):
+    samples = folder.samples(plan.writer) if folder is not None and plan.records_samples else None
+    with gpu_samples(plan.device, samples):
         if metrics is not None:
             metrics.started()
         generation = Generation(
@@ -85,6 +92,7 @@ def run_scope(
             listeners=listeners,
             guard=guard,
             attributes={**system_attributes(plan.device), **plan.attributes},
+            root_name=plan.root_name,
         )
         if folder is not None and plan.writes_summary:
             attributes = {**generation.root.attributes, **plan.request}

@@ -106,10 +106,11 @@ def main(args: argparse.Namespace) -> int:
                     f"ready: {server.engine.model_name} loaded and warmed up in "
                     f"{server.loaded_s:.1f} s (start-up run {server.engine.startup_run_id})"
                 )
+        failed = server.stop_accepting()  # refused before it is said
         _say(f"stopping: no new jobs; the running one has {config.grace_s:g} s to finish")
         report = server.shutdown()
         _say(
-            f"stopped: {report.failed_queued} queued job(s) failed"
+            f"stopped: {failed + report.failed_queued} queued job(s) failed"
             + (f"; running job {report.stopped_running}" if report.stopped_running else "")
             + (f"; {report.dropped_spans} span(s) not delivered" if report.dropped_spans else "")
         )

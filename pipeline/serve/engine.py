@@ -33,9 +33,10 @@ from wan_otel.pipeline.runner.model_flags import ModelChoice
 from wan_otel.pipeline.runner.run import RunRequest, generate, initialize
 from wan_otel.pipeline.runner.run_scope import RunPlan, run_scope
 from wan_otel.pipeline.runner.telemetry import Telemetry
+from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.pipeline.serve.jobs import Job
 from wan_otel.pipeline.serve.persist import JobFiles
-from wan_otel.pipeline.serve.tracing import MintedTraceIds, queue_wait_hook, startup_link
+from wan_otel.pipeline.serve.tracing import queue_wait_hook, startup_link
 from wan_otel.pipeline.serve.validation import Limits, limits_for
 from wan_otel.store.run_store import RunStore, new_run_id
 

@@ -34,13 +34,13 @@ from prometheus_client.process_collector import ProcessCollector
 from wan_otel.errors import WanOtelError
 from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
 from wan_otel.pipeline.runner.telemetry import Telemetry, TelemetryConfig, setup_telemetry
+from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.pipeline.serve.api import ApiServer
 from wan_otel.pipeline.serve.engine import Engine, EngineConfig
 from wan_otel.pipeline.serve.jobs import FAILED, JobQueue
 from wan_otel.pipeline.serve.persist import JobFiles, store_lock
 from wan_otel.pipeline.serve.server_metrics import ServerMetrics
 from wan_otel.pipeline.serve.service import Service
-from wan_otel.pipeline.serve.tracing import MintedTraceIds
 from wan_otel.pipeline.serve.worker import Worker
 
 _log = logging.getLogger(__name__)
@@ -153,13 +153,15 @@ class Server:
             self.load_error = exc
             self._ready.set()
             return
-        self.loaded_s = time.monotonic() - started
+        loaded_s = time.monotonic() - started
         # The model's millions of Python objects live as long as the server: move them out of
         # the collector's sight, or the first full collection stalls a request by ~0.3 s.
         gc.collect()
         gc.freeze()
         self._worker.start()
         self.queue.open()
+        # Only now is a job accepted: "ready" (loaded_s, /readyz) must not come sooner.
+        self.loaded_s = loaded_s
         self._ready.set()
 
     def wait_loaded(self, timeout_s: float) -> bool:
@@ -176,11 +178,16 @@ class Server:
             return "loading the model"
         return None
 
+    def stop_accepting(self) -> int:
+        """New jobs get 503 from now on and the queued ones fail (they will never run);
+        returns how many failed. Idempotent: ``shutdown`` calls it too."""
+        self._draining = True
+        return len(self.queue.close("the server is shutting down"))
+
     def shutdown(self) -> ShutdownReport:
         """The graceful stop; returns what it did to jobs."""
         report = ShutdownReport()
-        self._draining = True
-        report.failed_queued = len(self.queue.close("the server is shutting down"))
+        report.failed_queued = self.stop_accepting()
         running = self.queue.running()
         if self._worker is not None and running is not None:
             grace = self.config.grace_s

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.pipeline.serve.engine import Engine
 from wan_otel.pipeline.serve.errors import ApiError
 from wan_otel.pipeline.serve.jobs import COMPLETED, IN_PROGRESS, QUEUED, Job, JobQueue, describe
 from wan_otel.pipeline.serve.persist import JOB_FILE, JobFiles
-from wan_otel.pipeline.serve.tracing import MintedTraceIds, incoming_context, trace_id_hex
+from wan_otel.pipeline.serve.tracing import incoming_context, trace_id_hex
 from wan_otel.pipeline.serve.validation import parse_json, validate
 from wan_otel.store.run_store import new_run_id
 

@@ -17,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
-VARIABLES = {"namespace": ".*", "pod": ".*", "gpu": ".*"}
+VARIABLES = {"namespace": ".*", "pod": ".*", "gpu": ".*", "rank": ".*"}
 DURATIONS = {"__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
 _LABEL_VALUES = re.compile(r"^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$", re.S)
 

@@ -27,6 +27,12 @@ NOT_EMITTED = {
     semconv.PROMETHEUS_NAMES[semconv.METRIC_SPANS_DROPPED]: (
         "counted only when spans fail to reach the OTLP endpoint"
     ),
+    semconv.PROMETHEUS_NAMES[semconv.METRIC_COMM_DURATION]: (
+        "recorded by multi-GPU runs only: the test's one-GPU run has no communication"
+    ),
+    semconv.PROMETHEUS_NAMES[semconv.METRIC_WAIT_DURATION]: (
+        "recorded by multi-GPU runs only: the test's one-GPU run waits for no peer"
+    ),
 }
 """Series the test stack cannot produce. Queries on them must still be accepted by Prometheus;
 the test also checks that they are really absent, so an entry cannot outlive its reason."""
@@ -146,3 +152,7 @@ def test_every_dashboard_query_returns_data(
     for name, reason in NOT_EMITTED.items():
         assert not query(base_url, name), f"{name} is emitted now; drop it from NOT_EMITTED"
         assert reason
+    # The Multi-GPU row splits steps by world_size: a one-GPU run is world_size 1, not unlabelled.
+    steps = semconv.PROMETHEUS_NAMES[semconv.METRIC_STEP_DURATION] + "_count"
+    by_world_size = query(base_url, f"sum by ({semconv.LABEL_WORLD_SIZE}) ({steps})")
+    assert [r["metric"] for r in by_world_size] == [{semconv.LABEL_WORLD_SIZE: "1"}]

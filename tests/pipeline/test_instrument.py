@@ -328,6 +328,7 @@ def test_metrics_per_generation_with_bounded_labels(
         sc.LABEL_RESOLUTION: "32x32",
         sc.LABEL_FRAMES: "9",
         sc.LABEL_OFFLOAD: "none",
+        sc.LABEL_WORLD_SIZE: "1",
     }
     (generation,) = metrics.points(sc.METRIC_GENERATION_DURATION)
     assert dict(generation.attributes) == labels and generation.count == 1

@@ -76,4 +76,5 @@ def _generation_labels() -> dict[str, str]:
         sc.LABEL_RESOLUTION: FAST["size"],  # type: ignore[dict-item]
         sc.LABEL_FRAMES: str(FAST["num_frames"]),
         sc.LABEL_OFFLOAD: "none",
+        sc.LABEL_WORLD_SIZE: "1",
     }
