@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
 from wan_otel import __version__
 from wan_otel.errors import ExitStatus, WanOtelError
@@ -43,6 +43,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad flag said in one line (and exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.BAD_INPUT, f"{self.prog}: {message} (see --help)\n")
+
+
 def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items())
     parser = argparse.ArgumentParser(
@@ -66,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}")
     module_name, help_ = COMMANDS[name]
-    parser = argparse.ArgumentParser(prog=f"wan-otel {name}", description=help_)
+    parser = OneLineParser(prog=f"wan-otel {name}", description=help_)
     parser.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
     try:
         module = cast(CommandModule, importlib.import_module(module_name))

@@ -116,9 +116,11 @@ class SpanStream:
                 **self._extra,
             }
             for record in self._ready_to_start(generation, final):
-                self._start(generation, record, common)
+                generation.guard.call(self._start, generation, record, common)
             for record in self._ready_to_end(generation, final):
-                self._end(generation, record, common)
+                # One record our code cannot describe must not hold back the others' spans.
+                if generation.guard.call(self._end, generation, record, common) is None:
+                    self._end_plainly(record)
 
     def _ready_to_start(self, generation: Generation, final: bool) -> list[Record]:
         with generation.lock:
@@ -187,7 +189,7 @@ class SpanStream:
             self.root_context = span.get_span_context()
         self._live[record] = _Live(span, start)
 
-    def _end(self, generation: Generation, record: Record, common: dict[str, Any]) -> None:
+    def _end(self, generation: Generation, record: Record, common: dict[str, Any]) -> bool:
         live = self._live[record]
         end = max(live.start_ns, _end_ns(generation, record))
         for child in record.children:
@@ -215,6 +217,16 @@ class SpanStream:
                 _log.warning("span hook failed; the root span is emitted without it", exc_info=True)
         span.end(end_time=end)
         live.end_ns = end
+        self._ended.add(record)
+        return True
+
+    def _end_plainly(self, record: Record) -> None:
+        """End a span whose figures failed (counted and logged by the guard) as it started."""
+        live = self._live[record]
+        if record in self._ended:
+            return
+        live.span.end(end_time=live.start_ns)
+        live.end_ns = live.start_ns
         self._ended.add(record)
 
 

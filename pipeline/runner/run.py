@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from wan_otel import __version__, semconv
+from wan_otel.pipeline.instrumentation.attributes import system_attributes
 from wan_otel.pipeline.instrumentation.generation import Generation, Listener, Outcome
 from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
 from wan_otel.pipeline.instrumentation.guard import Guard
@@ -113,7 +114,7 @@ def run(
     stream = SpanStream(
         telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__),
         joined.context,
-        attributes=parallel.attributes(),
+        attributes=_rank_attributes(parallel, request.model.device),
         root_scope=joined.root_scope,
     )
     pipe: Any = None
@@ -143,6 +144,16 @@ def run(
             uninstrument(pipe)
     assert generation is not None and generation.outcome is not None
     return generation.outcome
+
+
+def _rank_attributes(parallel: ParallelPlan, device: torch.device) -> dict[str, Any]:
+    """On every span of a rank: its place in the run and its GPU (a killed rank's spans are
+    all that says which GPU it had)."""
+    attributes: dict[str, Any] = dict(parallel.attributes())
+    uuid = system_attributes(device).get(semconv.GPU_UUID) if parallel.parallel else None
+    if uuid is not None:
+        attributes[semconv.GPU_UUID] = uuid
+    return attributes
 
 
 def generate(

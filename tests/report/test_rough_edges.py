@@ -23,7 +23,9 @@ from wan_otel.store.run_store import RunData
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "runs"
-H100_OFFLOAD = next(p.name for p in EXAMPLES.iterdir() if "-model-10steps-" in p.name)
+H100_OFFLOAD = next(
+    p.name for p in EXAMPLES.iterdir() if p.name.startswith("h100-") and "-model-10steps-" in p.name
+)
 
 
 def _reference(store: Path, run_id: str) -> RunData:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import statistics
 from collections.abc import Sequence
 
 from wan_otel import semconv as sc
-from wan_otel.report.integrate import CounterSeries, WindowMean
+from wan_otel.report.baseline import efficiency
+from wan_otel.report.formatting import duration
 from wan_otel.report.model import (
     MemoryFigures,
+    ParallelFigures,
+    RankLine,
     Report,
     RunConfig,
     Summary,
     SystemInfo,
 )
+from wan_otel.report.parallel import parallel_figures
+from wan_otel.report.ranks import failing_rank, lost_ranks, multi_gpu_ending, rank_ends
 from wan_otel.report.recommend import recommend
+from wan_otel.report.recommend_parallel import COMMUNICATION_BOUND, recommend_parallel
+from wan_otel.report.run_info import report_title, run_config, system_info
+from wan_otel.report.sm import SOURCE_MEANING, SmSeries
 from wan_otel.report.spans import (
     RunTree,
-    attr_float,
     attr_gib,
     attr_int,
     attr_str,
@@ -30,92 +38,9 @@ from wan_otel.report.stages import UNTRACED_MEMORY_GIB, stage_label, stage_lines
 from wan_otel.report.trace_table import trace_rows
 from wan_otel.store.otlp_json import STATUS_ERROR, SpanRecord
 from wan_otel.store.run_store import RunData
-from wan_otel.store.samples import GpuSample
 from wan_otel.store.summary import KILLED, RUNNING, RunSummary, interrupt_detail
 
 THROUGHPUT_STAGES = (sc.SPAN_TEXT_ENCODE, sc.SPAN_DENOISE, sc.SPAN_VAE_DECODE)
-SOURCE_MEANING = {
-    "gpm": "GPM SM activity (share of SMs busy)",
-    "nvml_util": "NVML utilization (share of time any kernel ran; this GPU has no GPM)",
-}
-
-
-class SmSeries:
-    """SM activity of the run's GPU: window means, or why there are none."""
-
-    def __init__(self, root: SpanRecord, samples: Sequence[GpuSample]) -> None:
-        uuid = attr_str(root, sc.GPU_UUID)
-        self.series: CounterSeries | None = None
-        self.source: str | None = None
-        if not samples:
-            gpu = attr_str(root, sc.DEVICE) or "unknown device"
-            self.why = f"no GPU samples were recorded for this run (device: {gpu})"
-            return
-        mine = [s for s in samples if s.uuid == uuid and s.sm_active_s is not None]
-        if not mine:
-            seen = sorted({s.uuid for s in samples})
-            self.why = f"no GPU samples for the run's GPU {uuid} (samples cover {', '.join(seen)})"
-            return
-        self.series = CounterSeries([s.t_ns for s in mine], [s.sm_active_s or 0.0 for s in mine])
-        self.source = mine[-1].source
-        self.why = ""
-
-    def mean(self, span: SpanRecord) -> WindowMean:
-        if self.series is None:
-            return WindowMean(None, self.why)
-        return self.series.mean(span.start_ns, span.end_ns)
-
-
-def _system(root: SpanRecord) -> SystemInfo:
-    return SystemInfo(
-        device=attr_str(root, sc.DEVICE),
-        gpu_name=attr_str(root, sc.GPU_NAME),
-        gpu_uuid=attr_str(root, sc.GPU_UUID),
-        vram_gb=attr_gib(root, sc.GPU_MEMORY_CAPACITY),
-        driver_version=attr_str(root, sc.GPU_DRIVER_VERSION),
-        cuda_version=attr_str(root, sc.CUDA_VERSION),
-        torch_version=attr_str(root, sc.TORCH_VERSION),
-        diffusers_version=attr_str(root, sc.DIFFUSERS_VERSION),
-        host_name=attr_str(root, sc.HOST_NAME) or _resource_str(root, sc.HOST_NAME),
-    )
-
-
-def _resource_str(span: SpanRecord, key: str) -> str | None:
-    value = span.resource.get(key)
-    return None if value is None else str(value)
-
-
-def _config(root: SpanRecord) -> RunConfig:
-    dtypes = {
-        name: value
-        for name, key in (
-            ("transformer", sc.DTYPE_TRANSFORMER),
-            ("text_encoder", sc.DTYPE_TEXT_ENCODER),
-            ("vae", sc.DTYPE_VAE),
-        )
-        if (value := attr_str(root, key)) is not None
-    }
-    return RunConfig(
-        model=attr_str(root, sc.MODEL_NAME),
-        task=attr_str(root, sc.MODEL_TASK),
-        source=attr_str(root, sc.MODEL_SOURCE),
-        architecture=attr_str(root, sc.MODEL_ARCHITECTURE),
-        width=attr_int(root, sc.REQUEST_WIDTH),
-        height=attr_int(root, sc.REQUEST_HEIGHT),
-        num_frames=attr_int(root, sc.REQUEST_NUM_FRAMES),
-        fps=attr_int(root, sc.REQUEST_FPS),
-        num_steps=attr_int(root, sc.REQUEST_NUM_STEPS),
-        guidance_scale=attr_float(root, sc.REQUEST_GUIDANCE),
-        seed=attr_int(root, sc.REQUEST_SEED),
-        offload=attr_str(root, sc.OFFLOAD_MODE),
-        dtypes=dtypes,
-    )
-
-
-def _title(config: RunConfig) -> str:
-    model = config.model or "Wan2.2"
-    detail = ", ".join(p for p in (config.architecture, config.task, config.source) if p)
-    return f"{model} Performance Analysis Report" + (f" ({detail})" if detail else "")
 
 
 def _peak(spans: Sequence[SpanRecord], key: str) -> float | None:
@@ -257,31 +182,90 @@ def _summary(
         load_sm_s=total * whole.pct / 100.0 if whole.pct is not None else None,
         sm_source=sm.source,
         sm_note=sm_note,
+        world_size=tree.world_size,
     )
 
 
-def build_report(run: RunData) -> Report:
-    """The whole analysis of one run. Raises WanOtelError only when the run has no spans."""
+def _multi_gpu(
+    tree: RunTree,
+    summary: Summary,
+    config: RunConfig,
+    run: RunData,
+    baseline: RunData | None,
+    notes: list[str],
+) -> tuple[Summary, list[RankLine], ParallelFigures]:
+    """The summary with the failing rank named, the rank lines and the parallel figures."""
+    ends = rank_ends(tree, summary.status)
+    failing = failing_rank(ends)
+    lost = lost_ranks(ends)
+    if lost is not None:
+        notes.append(lost)
+    if failing is not None:
+        steps = {t.rank: len(t.steps()) for t in tree.rank_trees()}
+        status, ended, error = multi_gpu_ending(ends, failing, summary.status, steps)
+        summary = dataclasses.replace(
+            summary, status=status, ended=ended, error=error, failing_rank=failing.rank
+        )
+    lines, figures = parallel_figures(tree, ends, run.samples, notes)
+    if baseline is not None:
+        figures = dataclasses.replace(figures, efficiency=efficiency(tree, config, baseline, notes))
+    return summary, lines, figures
+
+
+def _straggler_comments(figures: ParallelFigures | None) -> dict[int, str]:
+    """Step index -> the trace table's word on that step's straggler."""
+    if figures is None:
+        return {}
+    comments = {}
+    for s in figures.stragglers:
+        parts = []
+        if s.excess_s is not None:
+            parts.append(f"+{duration(s.excess_s)} compute")
+        if s.wait_caused_s is not None:
+            parts.append(f"others waited {duration(s.wait_caused_s)}")
+        detail = f" ({', '.join(parts)})" if parts else ""
+        comments[s.step] = f"straggler rank {s.rank}{detail}"
+    return comments
+
+
+def build_report(run: RunData, baseline: RunData | None = None) -> Report:
+    """The whole analysis of one run, against a one-GPU ``baseline`` run when given (multi-GPU
+    runs only). Raises WanOtelError when the run has no spans, or the baseline cannot be
+    compared with it."""
     notes = list(run.warnings)
     started = run.summary.attributes if run.summary is not None else None
     tree = build_tree(run.run_id, run.spans, notes, started)
     sm = SmSeries(tree.root, run.samples)
-    system, config = _system(tree.root), _config(tree.root)
+    system, config = system_info(tree.root), run_config(tree.root)
     memory = _memory(tree, config)
     summary = _summary(tree, config, system, memory, sm, run.summary)
+    lines: list[RankLine] = []
+    figures: ParallelFigures | None = None
+    if tree.world_size > 1:
+        summary, lines, figures = _multi_gpu(tree, summary, config, run, baseline, notes)
+    elif baseline is not None:
+        efficiency(tree, config, baseline, notes)  # refuses: this run ran on one GPU
     stages = stage_lines(tree, sm.mean)
-    trace = trace_rows(tree, sm.mean)
+    trace = trace_rows(tree, sm.mean, _straggler_comments(figures))
+    found = recommend(summary, stages, memory, config, tree)
+    parallel = recommend_parallel(figures, lines)
+    if any(r.rule == COMMUNICATION_BOUND for r in parallel):
+        # SM activity counts the collectives' kernels as busy: denoising that spends its time
+        # communicating is not made shorter by faster compute kernels.
+        found = [r for r in found if r.rule != "compute_bound"]
     return Report(
         run_id=run.run_id,
-        title=_title(config),
+        title=report_title(config),
         system=system,
         config=config,
         summary=summary,
         stages=stages,
         memory=memory,
-        recommendations=recommend(summary, stages, memory, config, tree),
+        recommendations=found + parallel,
         trace=trace,
         notes=notes,
+        ranks=lines,
+        parallel=figures,
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from wan_otel.errors import WanOtelError
 from wan_otel.report.build import build_report
 from wan_otel.report.render_json import render_json
 from wan_otel.report.render_markdown import render_markdown
@@ -19,6 +21,17 @@ from wan_otel.report.sources import (
     parse_duration,
 )
 from wan_otel.store.run_store import STORE_ENV
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds (argparse: one line, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive number of seconds")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"GPU samples from this Prometheus instead of the store (env {PROMETHEUS_ENV})",
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="RUN_ID",
+        help="a one-GPU run of the same generation (read from the same sources): the parallel "
+        "efficiency of this multi-GPU run against it",
+    )
+    parser.add_argument("--timeout", type=_seconds, default=30.0, help="per-request timeout, s")
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     parser.add_argument(
         "--ascii", action="store_true", help="plain ASCII text or Markdown (no symbols)"
@@ -71,7 +91,13 @@ def main(args: argparse.Namespace) -> int:
         since_s=parse_duration(args.since),
         timeout_s=args.timeout,
     )
-    report = build_report(gather(args.run_id, sources).run)
+    if args.baseline is not None and args.baseline == args.run_id:
+        raise WanOtelError(f"--baseline {args.baseline} is the run itself: give a one-GPU run")
+    run = gather(args.run_id, sources).run
+    baseline = None
+    if args.baseline is not None:
+        baseline = gather(args.baseline, sources, with_samples=False).run
+    report = build_report(run, baseline)
     if args.format == "json":
         out = render_json(report)
     elif args.format == "markdown":

@@ -54,6 +54,13 @@ def number(value: float | None, spec: str = ".2f", unit: str = "") -> str:
     return text + unit if unit == "%" else f"{text} {unit}"
 
 
+def gib_or_mib(gib: float, decimals: int = 2) -> str:
+    """GiB, or MiB where GiB would print as zero (a tiny model's components and messages)."""
+    if round(gib, decimals) >= 0.1:
+        return f"{gib:.{decimals}f} GiB"
+    return f"{gib * 1024:.{decimals}f} MiB"
+
+
 def rounded_shares(values: Sequence[float | None], decimals: int = 1) -> list[float | None]:
     """Shares rounded to ``decimals`` by largest remainder: each is its value rounded down or
     up, and together they add up to the rounded sum of the values (100.0 for a breakdown), so

@@ -69,6 +69,11 @@ class Summary:
     sm_source: str | None
     sm_note: str | None
     """Why SM figures are missing, or how exact they are."""
+    world_size: int = 1
+    """GPUs (processes) that ran the generation; 1 for a one-GPU run."""
+    failing_rank: int | None = None
+    """Multi-GPU runs: the rank that failed (raised an error that is not an interruption, or
+    was killed while others recorded their end); None otherwise, and always for one GPU."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,99 @@ class TraceRow:
 
 
 @dataclass(frozen=True)
+class RankLine:
+    """One rank of a multi-GPU run: its GPU, its steps split into compute, communication and
+    waiting (totals over its denoising steps), its GPU's activity and its memory peak."""
+
+    rank: int
+    status: str
+    """``ok``, ``error`` (it raised), ``interrupted`` (a signal stopped it), ``killed`` (its
+    spans stop without its rank span: SIGKILL, the OOM killer) or ``missing`` (no spans)."""
+    error: str | None
+    gpu_uuid: str | None
+    gpu_name: str | None
+    device: str | None
+    host_name: str | None
+    steps_done: int
+    step_s_mean: float | None
+    denoising_s: float | None
+    """The rank's denoising stage (its ``wan.denoise.loop``), the denominator of its shares."""
+    compute_s: float | None
+    """Time of its steps outside collectives, summed over the steps."""
+    comm_s: float | None
+    """Time in collectives during its steps, summed over the steps: transfer and waiting."""
+    comm_pct: float | None
+    """``comm_s`` as a share of ``denoising_s``."""
+    wait_s: float | None
+    """Part of ``comm_s`` spent waiting for a slower peer: each collective's duration above
+    the fastest rank's for the same collective, summed."""
+    wait_reported_s: float | None
+    """The rank's own ``wan.parallel.wait_s`` (computed by the pipeline), when recorded."""
+    comm_gb: float | None
+    """GiB this rank sent into collectives over its steps."""
+    straggler_steps: int
+    """Steps in which this rank had the longest compute."""
+    sm_pct: float | None
+    """Activity of its GPU over its denoising stage (the summary's SM source)."""
+    peak_memory_gb: float | None
+
+
+@dataclass(frozen=True)
+class StepStraggler:
+    """The rank the others waited for in one step: the one with the longest compute."""
+
+    step: int
+    rank: int
+    compute_s: float | None
+    """The straggler's compute in the step."""
+    excess_s: float | None
+    """Its compute in the step above the mean compute of the other ranks."""
+    wait_caused_s: float | None
+    """The other ranks' waiting in that step, summed (GPU-seconds lost to the straggler)."""
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """A multi-GPU run against a one-GPU baseline of the same generation."""
+
+    baseline_run_id: str
+    baseline_gpu_name: str | None
+    baseline_step_s: float
+    """The baseline's mean step after the first (warm-up) step."""
+    step_s: float
+    """This run's mean step after the first, on rank 0."""
+    step_speedup: float
+    step_efficiency_pct: float
+    """``step_speedup`` / world size, in percent."""
+    baseline_denoising_s: float | None
+    denoising_speedup: float | None
+    """None when the runs ran different step counts (their stages are not comparable)."""
+    denoising_efficiency_pct: float | None
+
+
+@dataclass(frozen=True)
+class ParallelFigures:
+    """What a multi-GPU run adds to the report (absent for one GPU)."""
+
+    world_size: int
+    ulysses_degree: int | None
+    ring_degree: int | None
+    comm_s: float | None
+    """Time in collectives over every rank's steps."""
+    comm_pct: float | None
+    """Communication share of the denoising time, over all ranks (sum over sum)."""
+    wait_s: float | None
+    wait_pct: float | None
+    """Waiting share of the denoising time, over all ranks."""
+    straggler: int | None
+    """The rank that straggled in the most steps (lowest rank on a tie)."""
+    straggler_steps: int
+    stragglers: list[StepStraggler]
+    """One per step where at least two ranks recorded their compute, in step order."""
+    efficiency: Efficiency | None
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     title: str
@@ -138,3 +236,7 @@ class Report:
     trace: list[TraceRow]
     notes: list[str]
     """What is missing or approximate: unreadable lines, absent samples, partial data."""
+    ranks: list[RankLine] = field(default_factory=list)
+    """One line per rank of a multi-GPU run, in rank order; empty for one GPU."""
+    parallel: ParallelFigures | None = None
+    """Multi-GPU figures; None for one GPU."""

@@ -19,6 +19,7 @@ from wan_otel.report.formatting import (
     to_ascii,
 )
 from wan_otel.report.model import Report, TraceRow
+from wan_otel.report.render_parallel import text_section
 from wan_otel.report.stages import stage_key
 
 WIDTH = 80
@@ -245,6 +246,7 @@ def render_text(report: Report, ascii_only: bool = False) -> str:
         + _summary(report, g)
         + _error(report, g)
         + _latency(report, g)
+        + text_section(report, WIDTH)
         + _memory(report, g)
         + _recommendations(report, g)
         + _trace(report, g)

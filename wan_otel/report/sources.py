@@ -59,17 +59,23 @@ class Gathered:
     requests: int
 
 
-def _root_window(spans: list[SpanRecord]) -> tuple[int, int, str | None]:
+def _root_window(spans: list[SpanRecord]) -> tuple[int, int, list[str]]:
+    """The run's window and its GPUs' UUIDs: the root's, then each rank span's (multi-GPU)."""
     roots = [s for s in spans if s.name == sc.SPAN_GENERATE]
-    if roots:
-        root = roots[-1]
-        uuid = root.attributes.get(sc.GPU_UUID)
-        return root.start_ns, root.end_ns, None if uuid is None else str(uuid)
-    return min(s.start_ns for s in spans), max(s.end_ns for s in spans), None
+    if not roots:
+        return min(s.start_ns for s in spans), max(s.end_ns for s in spans), []
+    root = roots[-1]
+    uuids: list[str] = []
+    for span in [root, *(s for s in spans if s.name == sc.SPAN_RANK)]:
+        uuid = span.attributes.get(sc.GPU_UUID)
+        if uuid is not None and str(uuid) not in uuids:
+            uuids.append(str(uuid))
+    return root.start_ns, root.end_ns, uuids
 
 
-def gather(run_id: str, sources: Sources) -> Gathered:
-    """The run's spans and samples, with notes on anything missing or partial."""
+def gather(run_id: str, sources: Sources, with_samples: bool = True) -> Gathered:
+    """The run's spans and samples, with notes on anything missing or partial; without
+    ``with_samples`` (a baseline, whose steps alone are compared) Prometheus is not asked."""
     check_run_id(run_id)
     notes: list[str] = []
     requests = 0
@@ -92,16 +98,22 @@ def gather(run_id: str, sources: Sources) -> Gathered:
             requests += client.requests
         else:
             spans = collector_file_spans(Path(target), run_id, notes)
-    if sources.prometheus:
+    if sources.prometheus and with_samples:
         if not spans:
             raise WanOtelError(f"run {run_id!r}: no readable spans; Prometheus not queried")
-        start_ns, end_ns, uuid = _root_window(spans)
-        if uuid is None:
+        start_ns, end_ns, uuids = _root_window(spans)
+        samples = []
+        if not uuids:
             notes.append("the run records no GPU UUID (a CPU run?): Prometheus not queried")
-            samples = []
         else:
             client = HttpJsonClient(sources.prometheus, "Prometheus", sources.timeout_s)
-            samples = prometheus_gpu_samples(client, uuid, start_ns, end_ns, notes)
+            samples = prometheus_gpu_samples(client, uuids[0], start_ns, end_ns, notes)
+            for uuid in uuids[1:]:
+                # Another rank's GPU without samples costs its SM figure, not the report.
+                try:
+                    samples += prometheus_gpu_samples(client, uuid, start_ns, end_ns, notes)
+                except WanOtelError as exc:
+                    notes.append(f"{exc}; that rank's SM figure is n/a")
             requests += client.requests
     if requests:
         notes.append(f"backends answered {requests} HTTP request(s)")

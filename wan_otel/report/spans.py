@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wan_otel import semconv
 from wan_otel.errors import WanOtelError
@@ -33,6 +33,23 @@ def attr_float(span: SpanRecord, key: str) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def attr_floats(span: SpanRecord, key: str) -> tuple[float, ...] | None:
+    """An array of finite, non-negative numbers (durations), or None (absent, not an array,
+    or any element that is not such a number: one bad element makes the array unreliable)."""
+    value = span.attributes.get(key)
+    if not isinstance(value, tuple):
+        return None
+    numbers = []
+    for item in value:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            return None
+        number = float(item)
+        if not math.isfinite(number) or number < 0:
+            return None
+        numbers.append(number)
+    return tuple(numbers)
 
 
 def attr_gib(span: SpanRecord, key: str) -> float | None:
@@ -65,13 +82,21 @@ def _str(value: AttrValue) -> str | None:
 
 @dataclass
 class RunTree:
-    """The spans of one run, indexed."""
+    """The spans of one rank of a run, indexed: rank 0's tree is rooted at the run's root span
+    and holds, in ``others``, the trees of the other ranks of a multi-GPU run, each rooted at
+    its ``wan.parallel.rank`` span (or a stand-in where that span is missing)."""
 
     root: SpanRecord
     root_is_real: bool
     spans: list[SpanRecord]
     children: dict[str, list[SpanRecord]]
     by_id: dict[str, SpanRecord]
+    rank: int = 0
+    world_size: int = 1
+    """GPUs (processes) of the run: the root's ``wan.world_size``, or one more than the highest
+    rank seen, whichever is larger; 1 for a one-GPU run."""
+    others: dict[int, RunTree] = field(default_factory=dict)
+    """Rank -> tree of every other rank that wrote spans (empty for a one-GPU run)."""
 
     def kids(self, span: SpanRecord) -> list[SpanRecord]:
         return self.children.get(span.span_id, [])
@@ -84,6 +109,7 @@ class RunTree:
         return next((s for s in self.stages() if s.name == name), None)
 
     def steps(self) -> list[SpanRecord]:
+        """This rank's step spans (never another rank's), in start order."""
         steps = [s for s in self.spans if s.name == semconv.SPAN_DENOISE_STEP]
         return sorted(steps, key=lambda s: (s.start_ns, attr_int(s, semconv.DENOISE_STEP) or 0))
 
@@ -96,6 +122,10 @@ class RunTree:
             todo.extend(self.kids(node))
         return sorted(found, key=lambda s: s.start_ns)
 
+    def rank_trees(self) -> list[RunTree]:
+        """Every rank's tree that has spans, rank 0 (this one) first."""
+        return [self, *(self.others[k] for k in sorted(self.others))]
+
 
 SYNTHETIC_ROOT_ID = "0" * 15 + "1"
 UNENDED_PARENTS = {
@@ -103,6 +133,18 @@ UNENDED_PARENTS = {
     semconv.SPAN_COMPONENT_INITIALIZE: semconv.SPAN_INITIALIZE,
 }
 """The parent a span always has: stands in for the parent of spans whose own never ended."""
+MAX_WORLD_SIZE = 4096
+"""Ranks and world sizes beyond this are not a run's (a corrupt attribute): not believed."""
+
+
+def span_rank(span: SpanRecord) -> int:
+    """The span's ``wan.rank``; 0 for one-GPU runs (no attribute) and for values no run has."""
+    rank = attr_int(span, semconv.RANK)
+    return rank if rank is not None and 0 <= rank < MAX_WORLD_SIZE else 0
+
+
+def _stand_in_rank_id(rank: int) -> str:
+    return f"{0xFFFF << 48 | rank:016x}"
 
 
 def build_tree(
@@ -111,10 +153,12 @@ def build_tree(
     notes: list[str],
     root_attributes: Mapping[str, AttrValue] | None = None,
 ) -> RunTree:
-    """Index a run's spans. A run with no root span (killed before it ended) gets a synthetic
-    root covering the spans that were written, with ``root_attributes`` (what the run's
-    summary recorded at its start), and a note says so; a stage that never ended (the
-    denoising loop of a killed run) is stood in for by a span over its children."""
+    """Index a run's spans, rank by rank. A run with no root span (killed before it ended)
+    gets a synthetic root covering the spans that were written, with ``root_attributes``
+    (what the run's summary recorded at its start), and a note says so; a stage that never
+    ended (the denoising loop of a killed run) is stood in for by a span over its children,
+    and so is the rank span of a rank that never ended. Rank 0's tree is returned; the other
+    ranks' are in its ``others``."""
     mine = [s for s in spans if s.attributes.get(semconv.RUN_ID) == run_id]
     if not mine:
         raise WanOtelError(f"run {run_id!r} has no spans carrying {semconv.RUN_ID}={run_id}")
@@ -122,16 +166,17 @@ def build_tree(
     if others:
         notes.append(f"{others} span(s) in the file belong to other runs; ignored")
     mine.sort(key=lambda s: (s.start_ns, -s.end_ns))
-    by_id = {s.span_id: s for s in mine}
-    roots = [s for s in mine if s.name == semconv.SPAN_GENERATE]
+    roots = [s for s in mine if s.name == semconv.SPAN_GENERATE and span_rank(s) == 0]
     if roots:
         root, real = roots[-1], True
         if len(roots) > 1:
             notes.append(f"{len(roots)} root spans carry this run id; the last one is reported")
     else:
         real = False
-        start = min(s.start_ns for s in mine)
-        end = max(s.end_ns for s in mine)
+        # The run's own window is rank 0's; a run whose rank 0 wrote nothing has only others'.
+        covered = [s for s in mine if span_rank(s) == 0] or mine
+        start = min(s.start_ns for s in covered)
+        end = max(s.end_ns for s in covered)
         trace_id = mine[0].trace_id
         root = SpanRecord(
             trace_id,
@@ -144,7 +189,7 @@ def build_tree(
         )
         notes.append(
             "no root span: the run did not end (killed, or spans lost); figures cover the "
-            f"{len(mine)} spans written, {(end - start) / 1e9:.2f} s"
+            f"{len(covered)} spans written, {(end - start) / 1e9:.2f} s"
         )
     if real:
         # A run is one trace; spans of other traces carrying the same id (a reused run id)
@@ -156,7 +201,55 @@ def build_tree(
                 "(a reused run id?); ignored"
             )
             mine = [s for s in mine if s.trace_id == root.trace_id]
-            by_id = {s.span_id: s for s in mine}
+    by_rank: dict[int, list[SpanRecord]] = {}
+    for span in mine:
+        if span is not root:
+            by_rank.setdefault(span_rank(span), []).append(span)
+    world = _world_size(root, mine, max(by_rank, default=0), notes)
+    tree = _index(root, real, by_rank.pop(0, []), 0, world)
+    for rank, kept in sorted(by_rank.items()):
+        tree.others[rank] = _rank_tree(root, kept, rank, world)
+    return tree
+
+
+def _world_size(root: SpanRecord, spans: Sequence[SpanRecord], top: int, notes: list[str]) -> int:
+    """The root's world size (any span's where the root has none), at least one more than
+    the highest rank seen."""
+    said = attr_int(root, semconv.WORLD_SIZE)
+    if said is None:
+        said = next((w for s in spans if (w := attr_int(s, semconv.WORLD_SIZE)) is not None), None)
+    if said is not None and not 1 <= said <= MAX_WORLD_SIZE:
+        notes.append(f"{semconv.WORLD_SIZE}={said} is not a world size; ignored")
+        said = None
+    return max(said or 1, top + 1)
+
+
+def _rank_tree(root: SpanRecord, spans: list[SpanRecord], rank: int, world: int) -> RunTree:
+    """One other rank's tree, rooted at its rank span, or at a stand-in over the spans it
+    left when its rank span never ended (a rank killed by SIGKILL)."""
+    rank_spans = [s for s in spans if s.name == semconv.SPAN_RANK]
+    if rank_spans:
+        rank_root, real = rank_spans[-1], True
+    else:
+        real = False
+        rank_root = SpanRecord(
+            root.trace_id,
+            _stand_in_rank_id(rank),
+            root.span_id,
+            semconv.SPAN_RANK,
+            min(s.start_ns for s in spans),
+            max(s.end_ns for s in spans),
+            {semconv.RUN_ID: root.attributes.get(semconv.RUN_ID), semconv.RANK: rank},
+        )
+    return _index(rank_root, real, [s for s in spans if s is not rank_root], rank, world)
+
+
+def _index(root: SpanRecord, real: bool, spans: list[SpanRecord], rank: int, world: int) -> RunTree:
+    """One rank's tree: orphans (parent lost) hang under the rank's root. A stand-in root is
+    not one of the spans written (figures over ``spans`` never count it)."""
+    mine = [root, *spans] if real else list(spans)
+    mine.sort(key=lambda s: (s.start_ns, -s.end_ns))
+    by_id = {s.span_id: s for s in mine}
     mine.extend(_stand_ins(mine, by_id, root))
     children: dict[str, list[SpanRecord]] = {}
     for span in mine:
@@ -164,9 +257,17 @@ def build_tree(
             continue
         parent = span.parent_span_id
         if parent not in by_id:
-            parent = root.span_id  # orphans (parent lost) hang under the root
+            parent = root.span_id
         children.setdefault(parent, []).append(span)
-    return RunTree(root=root, root_is_real=real, spans=mine, children=children, by_id=by_id)
+    return RunTree(
+        root=root,
+        root_is_real=real,
+        spans=mine,
+        children=children,
+        by_id=by_id,
+        rank=rank,
+        world_size=world,
+    )
 
 
 def _stand_ins(

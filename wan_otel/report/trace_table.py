@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 
 from wan_otel import semconv as sc
-from wan_otel.report.formatting import duration, shorten
+from wan_otel.report.formatting import duration, gib_or_mib, shorten
 from wan_otel.report.integrate import WindowMean
 from wan_otel.report.model import TraceRow
 from wan_otel.report.spans import GIB, RunTree, attr_gib, attr_int, attr_str, error_text
@@ -16,20 +17,15 @@ COMPUTE_BOUND_PCT = 80.0
 IDLE_PCT = 20.0
 ERROR_CELL_CHARS = 60
 """An error in a row's comment is cut (at a word) to this; the Error section has it whole."""
+STEP_ROW = "Step "
+"""Name of a step's row, before its index."""
 NO_OP_FOLD_MIN = 2
 """No-op transfers (0 B moved) of one stage fold into one row from this many on."""
 
 
-def _gib(gib: float, decimals: int = 2) -> str:
-    """GiB, or MiB where GiB would print as zero (a tiny model's components)."""
-    if round(gib, decimals) >= 0.1:
-        return f"{gib:.{decimals}f} GiB"
-    return f"{gib * 1024:.{decimals}f} MiB"
-
-
 def _row_name(span: SpanRecord) -> str:
     if span.name == sc.SPAN_DENOISE_STEP:
-        return f"Step {attr_int(span, sc.DENOISE_STEP)}"
+        return f"{STEP_ROW}{attr_int(span, sc.DENOISE_STEP)}"
     if span.name == sc.SPAN_WEIGHT_TRANSFER:
         return f"Transfer {attr_str(span, sc.COMPONENT_NAME) or '?'}"
     if span.name == sc.SPAN_COMPONENT_INITIALIZE:
@@ -67,7 +63,8 @@ def _comment(tree: RunTree, span: SpanRecord, window: WindowMean, transfer_s: fl
         elif moved is not None:
             rate = moved / GIB / span.duration_s if span.duration_s > 0 else None
             parts.append(
-                f"{_gib(moved / GIB)} {direction}" + (f", {_gib(rate, 1)}/s" if rate else "")
+                f"{gib_or_mib(moved / GIB)} {direction}"
+                + (f", {gib_or_mib(rate, 1)}/s" if rate else "")
             )
     elif window.pct is not None and span.name != sc.SPAN_GENERATE:
         if window.pct >= COMPUTE_BOUND_PCT:
@@ -162,11 +159,31 @@ def _stage_rows(
     return rows
 
 
-def trace_rows(tree: RunTree, mean: Callable[[SpanRecord], WindowMean]) -> list[TraceRow]:
+def trace_rows(
+    tree: RunTree,
+    mean: Callable[[SpanRecord], WindowMean],
+    step_comments: Mapping[int, str] | None = None,
+) -> list[TraceRow]:
     """Rows of the stages in the contract's run order (the latency breakdown's), each with
-    its children; the root span last."""
+    its children; the root span last. ``step_comments`` (step index -> text: a multi-GPU
+    run's straggler) are added to the comments of those steps' rows."""
     rows = []
     for stage in sorted(tree.stages(), key=stage_order):
         rows += _stage_rows(tree, stage, mean)
     rows.append(_row(tree, tree.root, 0, mean))
-    return rows
+    if not step_comments:
+        return rows
+    return [_with_step_comment(row, step_comments) for row in rows]
+
+
+def _with_step_comment(row: TraceRow, comments: Mapping[int, str]) -> TraceRow:
+    if not row.name.startswith(STEP_ROW):
+        return row
+    try:
+        index = int(row.name[len(STEP_ROW) :])
+    except ValueError:
+        return row
+    extra = comments.get(index)
+    if extra is None:
+        return row
+    return dataclasses.replace(row, comment="; ".join(p for p in (row.comment, extra) if p))
