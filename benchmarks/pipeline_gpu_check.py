@@ -65,7 +65,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 from wan_otel import semconv as sc  # noqa: E402
 from wan_otel.cli import main as wan_otel_main  # noqa: E402
 from wan_otel.pipeline import instrument, uninstrument  # noqa: E402
-from wan_otel.pipeline.runner.presets import TI2V_5B_RANDOM, TINY, build_preset  # noqa: E402
+from wan_otel.pipeline.runner.presets import (  # noqa: E402
+    TI2V_5B_RANDOM,
+    TINY,
+    TINY_A14B,
+    build_preset,
+    spec_for,
+)
 from wan_otel.pipeline.runner.telemetry import TelemetryConfig, setup_telemetry  # noqa: E402
 from wan_otel.store.run_store import RunStore  # noqa: E402
 
@@ -221,6 +227,15 @@ def _inspect_run(
     transfer_s = sum((s.end_ns - s.start_ns) / 1e9 for s in transfers)
     peak = max((int(s.attributes.get(sc.MEMORY_ALLOCATED_PEAK, 0)) for s in spans), default=0)  # type: ignore[arg-type]
     checks.check(f"run {offload}: {args.steps} step spans", len(steps) == args.steps, len(steps))
+    experts = [str(s.attributes.get(sc.DENOISE_EXPERT)) for s in steps]
+    if spec_for(args.preset).two_experts:
+        (loop,) = [s for s in spans if s.name == sc.SPAN_DENOISE]
+        switch = loop.attributes.get(sc.DENOISE_SWITCH_STEP)
+        checks.check(
+            f"run {offload}: both experts ran, the switch is on the loop",
+            set(experts) == {"transformer", "transformer_2"} and isinstance(switch, int),
+            f"experts {experts}, switch at step {switch}",
+        )
     checks.check(
         f"run {offload}: run id on every span",
         all(s.attributes.get(sc.RUN_ID) == run_id for s in spans),
@@ -305,7 +320,7 @@ def overhead(args: argparse.Namespace, device: torch.device, checks: Checks) -> 
     )
     provider, meters = telemetry.tracer_provider, telemetry.meter_provider
     callback, read_steps = _step_timer()
-    max_len = 16 if args.preset == TINY else 512
+    max_len = spec_for(args.preset).defaults.max_sequence_length
 
     def call(steps: int, height: int, width: int, frames: int, **extra: Any) -> float:
         if device.type == "cuda":
@@ -451,10 +466,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync-steps", type=int, default=4)
     parser.add_argument("--skip-runs", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
-    parser.add_argument("--dry-run", action="store_true", help="tiny preset on the CPU")
+    parser.add_argument("--skip-killed", action="store_true")
+    parser.add_argument(
+        "--preset", default=TI2V_5B_RANDOM, help="full-size preset (t2v-a14b-random: two experts)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="the preset's toy twin on the CPU")
     args = parser.parse_args(argv)
-    args.preset, args.device = (TINY, "cpu") if args.dry_run else (TI2V_5B_RANDOM, None)
-    args.height, args.width, args.frames = (32, 32, 9) if args.dry_run else (704, 1280, 121)
+    two = spec_for(args.preset).two_experts
+    if args.dry_run:
+        args.preset, args.device = (TINY_A14B if two else TINY), "cpu"
+    else:
+        args.device = None
+    defaults = spec_for(args.preset).defaults
+    args.height, args.width, args.frames = defaults.height, defaults.width, defaults.frames
     args.sync_height, args.sync_width, args.sync_frames = (
         (32, 32, 9) if args.dry_run else (256, 448, 17)
     )
@@ -479,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     phases: list[tuple[str, Callable[[], Any]]] = []
     if not args.skip_runs:
         phases.append(("runs", lambda: stored_runs(args, checks)))
+    if not args.skip_killed:
         phases.append(("killed", lambda: killed_run(args, checks)))
     if not args.skip_overhead:
         phases.append(("overhead", lambda: overhead(args, device, checks)))

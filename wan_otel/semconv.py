@@ -166,7 +166,16 @@ REQUEST_NUM_STEPS: Final = "wan.request.num_inference_steps"
 """int. Denoising steps asked for."""
 
 REQUEST_GUIDANCE: Final = "wan.request.guidance_scale"
-"""double. Classifier-free guidance scale (> 1 runs two transformer passes a step)."""
+"""double. Classifier-free guidance scale (> 1 runs two transformer passes a step); with two
+experts, the high-noise expert's."""
+
+REQUEST_GUIDANCE_2: Final = "wan.request.guidance_scale_2"
+"""double. Two-expert models (Wan2.2 A14B): the low-noise expert's guidance scale."""
+
+MODEL_BOUNDARY_RATIO: Final = "wan.model.boundary_ratio"
+"""double. Two-expert models: the fraction of the training timesteps above which the
+high-noise expert (``transformer``) runs; below it the low-noise one (``transformer_2``).
+Wan2.2 T2V-A14B 0.875, I2V-A14B 0.9."""
 
 REQUEST_SEED: Final = "wan.request.seed"
 """int. Random seed, when given."""
@@ -261,6 +270,20 @@ DENOISE_TIMESTEP: Final = "wan.denoise.timestep"
 DENOISE_EXPERT: Final = "wan.denoise.expert"
 """string. Which transformer ran the step (``transformer`` or ``transformer_2``) where a model
 has two experts (Wan2.2 A14B); absent for TI2V-5B."""
+
+EXPERTS: Final = {"transformer": "high-noise", "transformer_2": "low-noise"}
+"""The two experts of Wan2.2 A14B by component, and their names in reports."""
+
+DENOISE_BOUNDARY_TIMESTEP: Final = "wan.denoise.boundary_timestep"
+"""double. Loop span of a two-expert model: the timestep at which the low-noise expert takes
+over (``boundary_ratio`` x the scheduler's training timesteps)."""
+
+DENOISE_SWITCH_STEP: Final = "wan.denoise.switch_step"
+"""int. Loop span of a two-expert model: the index of the first step the low-noise expert ran
+(absent when every step ran one expert)."""
+
+DENOISE_SWITCH_TIMESTEP: Final = "wan.denoise.switch_timestep"
+"""double. Loop span of a two-expert model: the timestep of that first low-noise step."""
 
 TRANSFORMER_BRANCH: Final = "wan.transformer.branch"
 """string. ``cond`` or ``uncond``: the classifier-free guidance pass."""

@@ -157,6 +157,7 @@ def request_attributes(arguments: Mapping[str, Any], record_prompt: bool) -> Att
         ("num_frames", semconv.REQUEST_NUM_FRAMES, int),
         ("num_inference_steps", semconv.REQUEST_NUM_STEPS, int),
         ("guidance_scale", semconv.REQUEST_GUIDANCE, float),
+        ("guidance_scale_2", semconv.REQUEST_GUIDANCE_2, float),
     ):
         value = arguments.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -178,6 +179,25 @@ def _seed(generator: Any) -> int | None:
     if isinstance(generator, torch.Generator):
         return int(generator.initial_seed())  # host-side: no device access
     return None
+
+
+def boundary_ratio(pipe: Any) -> float | None:
+    """The expert boundary of a two-expert pipeline (Wan2.2 A14B), else None."""
+    if getattr(pipe, "transformer_2", None) is None:
+        return None
+    ratio = getattr(pipe, "config", {}).get("boundary_ratio")
+    return float(ratio) if isinstance(ratio, (int, float)) else None
+
+
+def boundary_timestep(pipe: Any) -> float | None:
+    """The timestep at which the low-noise expert takes over (what the pipeline compares each
+    step's timestep with), else None."""
+    ratio = boundary_ratio(pipe)
+    scheduler = getattr(pipe, "scheduler", None)
+    total = getattr(getattr(scheduler, "config", None), "num_train_timesteps", None)
+    if ratio is None or not isinstance(total, int):
+        return None
+    return ratio * total
 
 
 def model_task(pipe: Any) -> str:

@@ -42,10 +42,14 @@ def host_copy(value: Any) -> Any:
 class CallObserver:
     """Turns one pipeline call's events into records under ``generation.top``."""
 
-    def __init__(self, generation: Generation, *, two_experts: bool = False) -> None:
+    def __init__(self, generation: Generation, *, boundary: float | None = None) -> None:
+        """``boundary``: the expert boundary timestep of a two-expert model (None: one)."""
         self.gen = generation
         self.base = generation.top
-        self._two_experts = two_experts
+        self._boundary = boundary
+        self._two_experts = boundary is not None
+        self._expert: str | None = None
+        self._switch_step: Record | None = None
         self._pre: Record | None = self._open_gap()
         self._text: Record | None = None
         self._loop: Record | None = None
@@ -109,7 +113,10 @@ class CallObserver:
         loop_start = None
         if self._loop is None:
             self._close_prelude()
-            self._loop = self.gen.open(semconv.SPAN_DENOISE)
+            loop_attrs: dict[str, Any] = {}
+            if self._boundary is not None:
+                loop_attrs[semconv.DENOISE_BOUNDARY_TIMESTEP] = self._boundary
+            self._loop = self.gen.open(semconv.SPAN_DENOISE, loop_attrs)
             loop_start = self._loop.start
         if not self._is_open(self._step):
             self._step_index += 1
@@ -118,6 +125,8 @@ class CallObserver:
                 attrs[semconv.DENOISE_EXPERT] = component
             self._step = self.gen.open(semconv.SPAN_DENOISE_STEP, attrs, at=loop_start)
             self._forwards_in_step = 0
+            if self._two_experts:
+                self._note_expert(component, self._step)
         if branch is None:  # no cache_context seen: the Wan pipelines run cond, then uncond
             branch = COND if self._forwards_in_step == 0 else UNCOND
         self._forwards_in_step += 1
@@ -128,6 +137,14 @@ class CallObserver:
         if self._two_experts:
             forward_attrs[semconv.DENOISE_EXPERT] = component
         self._forward = self.gen.open(semconv.SPAN_TRANSFORMER_FORWARD, forward_attrs)
+
+    def _note_expert(self, component: str, step: Record) -> None:
+        """The first step of the second expert is the switch (on the loop span)."""
+        if self._expert is not None and component != self._expert and self._switch_step is None:
+            self._switch_step = step
+            assert self._loop is not None
+            self._loop.attributes[semconv.DENOISE_SWITCH_STEP] = self._step_index
+        self._expert = component
 
     def denoiser_end(self, component: str) -> None:
         if self._is_open(self._forward):
@@ -141,6 +158,10 @@ class CallObserver:
             return
         if timestep is not None:
             step.deferred[semconv.DENOISE_TIMESTEP] = host_copy(timestep)
+            if step is self._switch_step and self._loop is not None:
+                self._loop.deferred[semconv.DENOISE_SWITCH_TIMESTEP] = step.deferred[
+                    semconv.DENOISE_TIMESTEP
+                ]
         self.gen.close(step)
         self._last_step_end = step.end
         self.steps_done += 1

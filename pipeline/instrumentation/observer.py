@@ -191,9 +191,7 @@ class PipelineObserver:
         root = generation.root.attributes
         root.update(self._request_attributes(original, args, kwargs))
         root.update(self.model_attributes())
-        self._call = CallObserver(
-            generation, two_experts=getattr(self.pipe, "transformer_2", None) is not None
-        )
+        self._call = CallObserver(generation, boundary=describe.boundary_timestep(self.pipe))
         self._call_thread = thread
         return generation, standalone
 
@@ -242,6 +240,9 @@ class PipelineObserver:
         }
         if settings.model_source:
             attrs[semconv.MODEL_SOURCE] = settings.model_source
+        ratio = describe.boundary_ratio(pipe)
+        if ratio is not None:
+            attrs[semconv.MODEL_BOUNDARY_RATIO] = ratio
         attrs.update(describe.dtype_attributes(components))
         attrs.update(describe.weight_attributes(components))
         return attrs

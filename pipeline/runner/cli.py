@@ -29,8 +29,8 @@ from wan_otel.pipeline.runner.model_flags import (
     check_port,
     check_port_free,
     max_frames,
-    max_side,
     model_from_args,
+    size_rule,
 )
 from wan_otel.pipeline.runner.parallel import (
     DEFAULT_TIMEOUT_S,
@@ -57,12 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--negative-prompt", default=None)
-    parser.add_argument("--image", type=Path, help="first frame: TI2V image-to-video")
-    parser.add_argument("--height", type=int, help="pixels (multiple of 32)")
-    parser.add_argument("--width", type=int, help="pixels (multiple of 32)")
+    parser.add_argument(
+        "--image", type=Path, help="first frame: image-to-video (TI2V; required for I2V)"
+    )
+    parser.add_argument("--height", type=int, help="pixels (TI2V-5B: multiple of 32; A14B: 16)")
+    parser.add_argument("--width", type=int, help="pixels (TI2V-5B: multiple of 32; A14B: 16)")
     parser.add_argument("--frames", type=int, help="frames (4k+1)")
     parser.add_argument("--steps", type=int, help="denoising steps")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    parser.add_argument(
+        "--guidance-2", type=float, help="two-expert models: the low-noise expert's guidance"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--fps", type=int, help="frames per second of the mp4")
     parser.add_argument("--output", type=Path, help="write the video here (mp4)")
@@ -96,7 +101,7 @@ def request_from_args(args: argparse.Namespace, parallel: ParallelPlan = ONE_GPU
     """Resolve defaults and check the flags; bad input raises ``WanOtelError``."""
     model = model_from_args(args)
     model = replace(model, device=device_for(parallel, model.device))
-    defaults = presets.defaults_for(model.source)
+    defaults = presets.defaults_for(model.source, model.model_dir)
     height = _pick(args.height, defaults.height)
     width = _pick(args.width, defaults.width)
     _check_size(model, height, width)
@@ -108,9 +113,15 @@ def request_from_args(args: argparse.Namespace, parallel: ParallelPlan = ONE_GPU
     _check_range("--steps", steps, 1, MAX_STEPS)
     fps = _pick(args.fps, defaults.fps)
     _check_range("--fps", fps, 1, MAX_FPS)
-    guidance = defaults.guidance if args.guidance is None else args.guidance
-    if not math.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
-        raise WanOtelError(f"--guidance {guidance}: must be 0 to {MAX_GUIDANCE:g}")
+    guidance = _guidance("--guidance", defaults.guidance, args.guidance)
+    spec = presets.spec_for(model.source, model.model_dir)
+    guidance_2 = None
+    if spec.two_experts:
+        guidance_2 = _guidance("--guidance-2", defaults.guidance_2 or guidance, args.guidance_2)
+    elif args.guidance_2 is not None:
+        raise WanOtelError(f"--guidance-2: {spec.name} has one transformer, one guidance scale")
+    if spec.needs_image and args.image is None:
+        raise WanOtelError(f"--image: {spec.name} generates from a first frame; give one")
     if args.seed is not None:
         _check_range("--seed", args.seed, 0, MAX_SEED)
     seed = 0 if args.seed is None and parallel.parallel else args.seed  # the same latents
@@ -134,6 +145,7 @@ def request_from_args(args: argparse.Namespace, parallel: ParallelPlan = ONE_GPU
         frames=frames,
         steps=steps,
         guidance=guidance,
+        guidance_2=guidance_2,
         fps=fps,
         seed=seed,
         max_sequence_length=model.max_sequence_length or defaults.max_sequence_length,
@@ -153,9 +165,15 @@ def _check_range(flag: str, value: int, low: int, high: int) -> None:
         raise WanOtelError(f"{flag} {value}: must be {low} to {high}")
 
 
+def _guidance(flag: str, default: float, given: float | None) -> float:
+    value = default if given is None else given
+    if not math.isfinite(value) or not 0 <= value <= MAX_GUIDANCE:
+        raise WanOtelError(f"{flag} {value}: must be 0 to {MAX_GUIDANCE:g}")
+    return value
+
+
 def _check_size(model: ModelChoice, height: int, width: int) -> None:
-    multiple = presets.SPATIAL_MULTIPLE
-    largest = max_side(model)
+    multiple, largest = size_rule(model)
     for flag, value in (("--height", height), ("--width", width)):
         if value <= 0 or value % multiple or value > largest:
             raise WanOtelError(

@@ -114,13 +114,15 @@ def resolve_device(name: str | None) -> torch.device:
 def max_frames(model: ModelChoice) -> int:
     """The most frames the transformer's rotary positions cover: ``4k+1`` frames make
     ``k+1`` latent frames, one position each."""
-    positions = presets.rope_positions(model.source, model.model_dir)
+    positions = presets.spec_for(model.source, model.model_dir).rope_positions
     return presets.TEMPORAL_FACTOR * (positions - 1) + 1
 
 
-def max_side(model: ModelChoice) -> int:
-    """The largest height or width in pixels the rotary positions cover."""
-    return presets.SPATIAL_MULTIPLE * presets.rope_positions(model.source, model.model_dir)
+def size_rule(model: ModelChoice) -> tuple[int, int]:
+    """(multiple, largest) height or width in pixels: a latent token per multiple, as many
+    tokens a side as the rotary positions cover."""
+    spec = presets.spec_for(model.source, model.model_dir)
+    return spec.spatial_multiple, spec.spatial_multiple * spec.rope_positions
 
 
 def check_port(flag: str, port: int | None, *, allow_zero: bool = True) -> None:

@@ -64,6 +64,8 @@ class RunRequest:
     fps: int
     seed: int | None
     max_sequence_length: int
+    guidance_2: float | None = None
+    """Two-expert models: the low-noise expert's guidance scale."""
     image: Path | None = None
     output: Path | None = None
     store: RunStore | None = None
@@ -80,6 +82,9 @@ class RunRequest:
             semconv.REQUEST_NUM_FRAMES: self.frames,
             semconv.REQUEST_NUM_STEPS: self.steps,
             semconv.REQUEST_GUIDANCE: float(self.guidance),
+            **(
+                {semconv.REQUEST_GUIDANCE_2: self.guidance_2} if self.guidance_2 is not None else {}
+            ),
             semconv.REQUEST_FPS: self.fps,
         }
 
@@ -238,6 +243,8 @@ def _call_arguments(request: RunRequest) -> dict[str, Any]:
         # Decoded frames stay a tensor: the host copy happens in the export span.
         output_type="pt",
     )
+    if request.guidance_2 is not None:
+        arguments["guidance_scale_2"] = request.guidance_2
     if request.seed is not None:
         arguments["generator"] = torch.Generator(device="cpu").manual_seed(request.seed)
     if request.image is not None:

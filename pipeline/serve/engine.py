@@ -30,6 +30,7 @@ from wan_otel.pipeline.instrumentation.instrument import TRACER_NAME, instrument
 from wan_otel.pipeline.instrumentation.span_stream import SpanStream
 from wan_otel.pipeline.runner import presets
 from wan_otel.pipeline.runner.model_flags import ModelChoice
+from wan_otel.pipeline.runner.model_specs import TASK_TI2V
 from wan_otel.pipeline.runner.run import RunRequest, generate, initialize
 from wan_otel.pipeline.runner.run_scope import RunPlan, run_scope
 from wan_otel.pipeline.runner.telemetry import Telemetry
@@ -42,6 +43,7 @@ from wan_otel.store.run_store import RunStore, new_run_id
 
 WARMUP_PROMPT = "warm-up"
 WARMUP_VIDEO = "warmup.mp4"
+WARMUP_IMAGE = "warmup.png"
 
 
 class GenerationStopped(Exception):
@@ -87,10 +89,11 @@ class Engine:
         self.files = JobFiles(config.store)
         self.store = RunStore(config.store)
         self.tracer = telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__)
-        self.defaults = presets.defaults_for(config.source)
+        self.spec = presets.spec_for(config.source, config.model.model_dir)
+        self.defaults = self.spec.defaults
         self.limits: Limits | None = None
-        self.model_name = presets.MODEL_TI2V_5B
-        self.task = presets.TASK_TI2V
+        self.model_name = self.spec.name
+        self.task = self.spec.task
         self.startup_run_id: str | None = None
         self._startup: SpanStream | None = None
         self._pipes: dict[bool, Any] = {}
@@ -115,7 +118,7 @@ class Engine:
                 self.telemetry,
                 record_prompt=self.config.record_prompt,
             )
-            self._pipes[False] = self._instrumented = pipe
+            self._pipes[self.spec.needs_image] = self._instrumented = pipe
             self.model_name, self.task = built.model_name, built.task
             self.limits = limits_for(pipe, self.config.source, image_refusal=self._image_refusal())
             # The smallest shapes the model takes, with two latent frames and two steps.
@@ -142,7 +145,9 @@ class Engine:
         )
 
     def _image_refusal(self) -> str | None:
-        if self.task != presets.TASK_TI2V:
+        if self.spec.needs_image:
+            return None  # an I2V model: every request brings its first frame
+        if self.task != TASK_TI2V:
             return f"input_reference: this server's model ({self.task}) takes no input image"
         if self.config.offload != "none":
             # The image pipeline shares the components; offload hooks belong to the first one.
@@ -196,12 +201,14 @@ class Engine:
         base: dict[str, Any] = dict(
             model=c.model, run_id=run_id, store=self.store, record_prompt=c.record_prompt,
             max_sequence_length=c.model.max_sequence_length or d.max_sequence_length,
+            guidance_2=d.guidance_2,
         )  # fmt: skip
         if job is None:
             return RunRequest(
                 **base, prompt=WARMUP_PROMPT, negative_prompt=None, height=d.height,
                 width=d.width, frames=d.frames, steps=2, guidance=d.guidance, fps=d.fps, seed=0,
                 output=self.store.folder(run_id).file(WARMUP_VIDEO),
+                image=self._warmup_image(run_id) if self.spec.needs_image else None,
             )  # fmt: skip
         request = job.request
         return RunRequest(
@@ -210,6 +217,14 @@ class Engine:
             steps=request.num_inference_steps, guidance=request.guidance_scale, fps=request.fps,
             seed=request.seed, image=job.input_path, output=self.files.video(job.id),
         )  # fmt: skip
+
+    def _warmup_image(self, run_id: str) -> Path:
+        """A grey first frame for an I2V model's warm-up (it generates from one)."""
+        from PIL import Image
+
+        path = self.store.folder(run_id).file(WARMUP_IMAGE)
+        Image.new("RGB", (64, 64), (128, 128, 128)).save(path)
+        return path
 
     def _pipe_for(self, *, image: bool) -> Any:
         """The text or image pipeline, carrying the instrumentation."""

@@ -40,6 +40,14 @@ class Service:
                 headers={"Retry-After": "10"},
             )  # fmt: skip
         request = validate(parse_json(raw), limits, self.engine.defaults, self.engine.model_name)
+        if self.engine.spec.needs_image and request.image is None:
+            raise ApiError(
+                400,
+                f"input_reference is required: {self.engine.model_name} generates from a first "
+                "frame",
+                code="missing_required_parameter",
+                param="input_reference",
+            )
         parent, trace_id = incoming_context(headers)
         if trace_id is None:
             trace_id = self.ids.new_trace_id()

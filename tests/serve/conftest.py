@@ -92,11 +92,16 @@ class Running:
 
 
 def start_server(
-    store: Path, switches: Switches, *, max_queue: int = 3, grace_s: float = 5.0
+    store: Path,
+    switches: Switches,
+    *,
+    max_queue: int = 3,
+    grace_s: float = 5.0,
+    preset: str = "tiny",
 ) -> Running:
     exporter = InMemorySpanExporter()
     config = ServeConfig(
-        EngineConfig(ModelChoice("tiny", None, torch.device("cpu"), torch.float32, "none"), store),
+        EngineConfig(ModelChoice(preset, None, torch.device("cpu"), torch.float32, "none"), store),
         host="127.0.0.1",
         port=0,
         max_queue=max_queue,
