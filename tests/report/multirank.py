@@ -89,6 +89,12 @@ class Plan:
     torchrun's SIGTERM stopping them."""
     dead_pid: int | None = None
     """The pid ``run.json`` names when rank 0 was killed (a process that is gone)."""
+    two_experts: bool = False
+    """A two-expert model (Wan2.2 A14B): the first half of the steps run the high-noise
+    expert, the rest the low-noise one, on every rank."""
+
+    def expert(self, step: int) -> str:
+        return "transformer" if step < self.steps // 2 else "transformer_2"
 
     @property
     def steps(self) -> int:
@@ -235,6 +241,8 @@ def _rank_spans(plan: Plan, rank: int, root_id: str) -> tuple[list[dict[str, Any
     end_attrs.update(_parallel_figures(plan, rank))
     if rank == 0:
         end_attrs.update(MODEL)
+        if plan.two_experts:
+            end_attrs[sc.MODEL_BOUNDARY_RATIO] = 0.875
         out.add(root_id, None, sc.SPAN_GENERATE, T0, t, end_attrs, error)
     else:
         out.add(own, root_id, sc.SPAN_RANK, start, t, end_attrs, error)
@@ -270,6 +278,7 @@ def _step(out: _Spans, plan: Plan, rank: int, step: int, loop_id: str, t: int, s
     compute, comm = plan.compute_ns(rank, step), plan.comm_ns(rank, step)
     step_id = _id(rank, next(serial))
     forward_ns = (compute + comm - 1 * MS) // FORWARDS
+    expert = {sc.DENOISE_EXPERT: plan.expert(step)} if plan.two_experts else {}
     extra = plan.extra_ns(rank, step)
     for forward in range(FORWARDS):
         f_start = t + forward * forward_ns
@@ -279,7 +288,7 @@ def _step(out: _Spans, plan: Plan, rank: int, step: int, loop_id: str, t: int, s
             sc.SPAN_TRANSFORMER_FORWARD,
             f_start,
             f_start + forward_ns,
-            {sc.DENOISE_STEP: step, sc.TRANSFORMER_BRANCH: ("cond", "uncond")[forward]},
+            {sc.DENOISE_STEP: step, sc.TRANSFORMER_BRANCH: ("cond", "uncond")[forward], **expert},
         )
         c_start = f_start + 1 * MS
         for op, count, each in (
@@ -309,6 +318,7 @@ def _step(out: _Spans, plan: Plan, rank: int, step: int, loop_id: str, t: int, s
         t,
         end,
         {
+            **expert,
             sc.DENOISE_STEP: step,
             sc.STEP_COMM_S: comm / S,
             sc.STEP_COMPUTE_S: compute / S,

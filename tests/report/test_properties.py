@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wan_otel import semconv as sc
-from wan_otel.report import build_report
+from wan_otel.report import build_report, render_markdown, render_text
 from wan_otel.store.otlp_json import SpanRecord
 from wan_otel.store.run_store import RunData
 from wan_otel.store.samples import GpuSample
@@ -27,9 +28,8 @@ def runs(draw: st.DrawFn) -> RunData:
     ids = iter(range(2, 10_000))
 
     def span(name: str, start: int, end: int, parent: str, **attrs: object) -> SpanRecord:
-        record = SpanRecord(
-            "a" * 32, f"{next(ids):016x}", parent, name, start, end, {sc.RUN_ID: "r", **attrs}
-        )  # type: ignore[dict-item]
+        attributes: dict[str, Any] = {sc.RUN_ID: "r", **attrs}
+        record = SpanRecord("a" * 32, f"{next(ids):016x}", parent, name, start, end, attributes)
         spans.append(record)
         return record
 
@@ -41,8 +41,13 @@ def runs(draw: st.DrawFn) -> RunData:
         if name == sc.SPAN_DENOISE:
             loop_id_start = t
             steps = draw(st.integers(min_value=1, max_value=12))
+            # Two experts (Wan2.2 A14B) in some runs: the high-noise one up to the switch.
+            switch = draw(st.none() | st.integers(min_value=0, max_value=steps))
             loop = span(name, t, t, root_id)
             for i in range(steps):
+                expert: dict[str, str] = {}
+                if switch is not None:
+                    expert[sc.DENOISE_EXPERT] = "transformer" if i < switch else "transformer_2"
                 t += draw(st.integers(min_value=0, max_value=S // 10))
                 duration = draw(st.integers(min_value=S // 100, max_value=5 * S))
                 peak = draw(st.integers(min_value=0, max_value=1 << 34))
@@ -51,6 +56,7 @@ def runs(draw: st.DrawFn) -> RunData:
                     t,
                     t + duration,
                     loop.span_id,
+                    **expert,
                     **{
                         sc.DENOISE_STEP: i,
                         sc.MEMORY_ALLOCATED_START: 0,
@@ -125,3 +131,16 @@ def test_breakdown_load_and_summary_agree(run: RunData) -> None:
         denoise.duration_s is not None
         and denoise.duration_s >= sum(r.duration_s for r in steps) - 1e-9
     )
+    # A two-expert run's experts split the steps, their time and their peaks between them.
+    if report.experts:
+        assert sum(e.steps for e in report.experts) == s.steps_done
+        assert sum(e.duration_s for e in report.experts) == pytest.approx(
+            sum(r.duration_s for r in steps)
+        )
+        peaks = [e.peak_memory_gb for e in report.experts if e.peak_memory_gb is not None]
+        assert max(peaks) == pytest.approx(s.peak_memory_gb)
+        for e in report.experts:
+            assert e.sm_pct is None or 0.0 <= e.sm_pct <= 100.0
+        assert "[Experts]" in render_text(report) and "## Experts" in render_markdown(report)
+    else:
+        assert not any("noise" in r.name for r in steps)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from wan_otel import semconv as sc
 from wan_otel.report.baseline import efficiency
+from wan_otel.report.experts import expert_lines
 from wan_otel.report.formatting import duration
 from wan_otel.report.model import (
     MemoryFigures,
@@ -23,6 +24,7 @@ from wan_otel.report.model import (
 from wan_otel.report.parallel import parallel_figures
 from wan_otel.report.ranks import failing_rank, lost_ranks, multi_gpu_ending, rank_ends
 from wan_otel.report.recommend import recommend
+from wan_otel.report.recommend_experts import recommend_experts
 from wan_otel.report.recommend_parallel import COMMUNICATION_BOUND, recommend_parallel
 from wan_otel.report.run_info import report_title, run_config, system_info
 from wan_otel.report.sm import SOURCE_MEANING, SmSeries
@@ -33,6 +35,8 @@ from wan_otel.report.spans import (
     attr_str,
     build_tree,
     error_text,
+    work_baseline_gib,
+    work_peak_gib,
 )
 from wan_otel.report.stages import UNTRACED_MEMORY_GIB, stage_label, stage_lines
 from wan_otel.report.trace_table import trace_rows
@@ -48,19 +52,24 @@ def _peak(spans: Sequence[SpanRecord], key: str) -> float | None:
     return max(values) if values else None
 
 
-def _baseline(tree: RunTree, span: SpanRecord) -> float | None:
-    """Allocated GiB when the span's own work began: at its start, or, where offload moved
-    weights inside it, after the last of those transfers (what moved is not working set)."""
-    transfers = tree.descendants(span, sc.SPAN_WEIGHT_TRANSFER)
-    if transfers:
-        last = max(transfers, key=lambda t: t.end_ns)
-        after = attr_gib(last, sc.MEMORY_ALLOCATED_END)
-        if after is not None:
-            return after
-    return attr_gib(span, sc.MEMORY_ALLOCATED_START)
+def _work_baseline(tree: RunTree, span: SpanRecord | None, notes: list[str]) -> float | None:
+    """The stage's work baseline, or None where its working set is hidden under the weights
+    offload moved at its start (a note says so): peak minus baseline would read as the
+    stage's working set and overstate it."""
+    if span is None:
+        return None
+    base = work_baseline_gib(tree, span)
+    peak = attr_gib(span, sc.MEMORY_ALLOCATED_PEAK)
+    if base is None or peak is None or work_peak_gib(tree, span) is not None:
+        return base
+    notes.append(
+        f"{stage_label(span)}: its peak ({peak:.2f} GiB) is that of the weights offload moved "
+        "away at its start, not its own work's; its working set is not measured"
+    )
+    return None
 
 
-def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
+def _memory(tree: RunTree, config: RunConfig, notes: list[str]) -> MemoryFigures:
     root = tree.root
     weights = {
         comp: gib
@@ -69,14 +78,9 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
     }
     activation, activation_step = None, None
     for step in tree.steps():
-        peak = attr_gib(step, sc.MEMORY_ALLOCATED_PEAK)
-        start = _baseline(tree, step)
-        if (
-            peak is not None
-            and start is not None
-            and (activation is None or peak - start > activation)
-        ):
-            activation, activation_step = peak - start, attr_int(step, sc.DENOISE_STEP)
+        work = work_peak_gib(tree, step)
+        if work is not None and (activation is None or work > activation):
+            activation, activation_step = work, attr_int(step, sc.DENOISE_STEP)
     text = tree.first(sc.SPAN_TEXT_ENCODE)
     vae = tree.first(sc.SPAN_VAE_DECODE)
     untraced = []
@@ -95,9 +99,9 @@ def _memory(tree: RunTree, config: RunConfig) -> MemoryFigures:
         dit_activation_peak_gb=activation,
         dit_activation_step=activation_step,
         text_encoder_peak_gb=attr_gib(text, sc.MEMORY_ALLOCATED_PEAK) if text else None,
-        text_encoder_baseline_gb=_baseline(tree, text) if text else None,
+        text_encoder_baseline_gb=_work_baseline(tree, text, notes),
         vae_peak_gb=attr_gib(vae, sc.MEMORY_ALLOCATED_PEAK) if vae else None,
-        vae_baseline_gb=_baseline(tree, vae) if vae else None,
+        vae_baseline_gb=_work_baseline(tree, vae, notes),
         run_peak_gb=_peak(tree.spans, sc.MEMORY_ALLOCATED_PEAK),
         reserved_peak_gb=_peak(tree.spans, sc.MEMORY_RESERVED_PEAK),
         untraced_changes=untraced,
@@ -237,7 +241,7 @@ def build_report(run: RunData, baseline: RunData | None = None) -> Report:
     tree = build_tree(run.run_id, run.spans, notes, started)
     sm = SmSeries(tree.root, run.samples)
     system, config = system_info(tree.root), run_config(tree.root)
-    memory = _memory(tree, config)
+    memory = _memory(tree, config, notes)
     summary = _summary(tree, config, system, memory, sm, run.summary)
     lines: list[RankLine] = []
     figures: ParallelFigures | None = None
@@ -246,8 +250,10 @@ def build_report(run: RunData, baseline: RunData | None = None) -> Report:
     elif baseline is not None:
         efficiency(tree, config, baseline, notes)  # refuses: this run ran on one GPU
     stages = stage_lines(tree, sm.mean)
+    experts = expert_lines(tree, sm, notes)
     trace = trace_rows(tree, sm.mean, _straggler_comments(figures))
     found = recommend(summary, stages, memory, config, tree)
+    found += recommend_experts(experts, summary, config)
     parallel = recommend_parallel(figures, lines)
     if any(r.rule == COMMUNICATION_BOUND for r in parallel):
         # SM activity counts the collectives' kernels as busy: denoising that spends its time
@@ -266,6 +272,7 @@ def build_report(run: RunData, baseline: RunData | None = None) -> Report:
         notes=notes,
         ranks=lines,
         parallel=figures,
+        experts=experts,
     )
 
 

@@ -43,6 +43,11 @@ def duration(seconds: float | None) -> str:
     return f"{ms:.3f} ms"
 
 
+def signed_duration(seconds: float) -> str:
+    """A duration with its sign: ``+13.10 s``, ``-68.1 ms``."""
+    return ("+" if seconds >= 0 else "-") + duration(abs(seconds))
+
+
 def number(value: float | None, spec: str = ".2f", unit: str = "") -> str:
     """``value`` formatted with ``spec`` and followed by ``unit`` (``%`` glued, a word after a
     space); ``n/a`` alone when the value is missing."""

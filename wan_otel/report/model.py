@@ -224,6 +224,62 @@ class ParallelFigures:
 
 
 @dataclass(frozen=True)
+class ExpertLine:
+    """One expert of a two-expert model (Wan2.2 A14B): the steps it ran, their time, activity
+    and memory, its weights and their moves. The low-noise expert's first step is the switch:
+    its ``first_step_*`` figures are what the switch cost."""
+
+    name: str
+    """Display name (``semconv.EXPERTS``): ``high-noise`` or ``low-noise``."""
+    component: str
+    """``transformer`` (high-noise) or ``transformer_2`` (low-noise)."""
+    guidance_scale: float | None
+    """The guidance scale it ran with (``guidance_scale``, ``guidance_scale_2``)."""
+    steps: int
+    first_step: int | None
+    """Index of its first step (the low-noise expert's: the switch step)."""
+    last_step: int | None
+    first_timestep: float | None
+    """Timestep of its first step (the low-noise expert's: the switch timestep)."""
+    duration_s: float
+    """Its steps' durations, summed (0 when it ran no step)."""
+    step_s_mean: float | None
+    step_s_first: float | None
+    step_s_stable: float | None
+    """Mean of its steps after its first (None below two steps): its first step may hold
+    loading (offload), warm-up, or the switch."""
+    first_step_extra_s: float | None
+    """Its first step above ``step_s_stable``: the low-noise expert's is the switch's cost."""
+    first_step_transfer_s: float | None
+    """Weight transfers inside its first step."""
+    first_step_transfer_gb: float | None
+    forwards_per_step: float | None
+    """Mean transformer forwards per step (2 with classifier-free guidance)."""
+    sm_pct: float | None
+    """SM activity from its first step's start to its last step's end (each run of
+    consecutive steps integrated as a stage row, weighted by its length)."""
+    weights_gb: float | None
+    init_s: float | None
+    """Its ``wan.component.initialize`` span (building or loading it)."""
+    transfer_s: float
+    """Weight transfers inside its steps (of any component: offload)."""
+    transfer_gb: float
+    own_transfer_s: float
+    """Moves of its own weights anywhere in the generation but initialization (model offload:
+    on every call), summed."""
+    own_transfer_gb: float
+    activation_peak_gb: float | None
+    """Largest (step peak - the step's baseline) over its steps."""
+    peak_memory_gb: float | None
+    """Largest allocated peak of its steps."""
+    boundary_ratio: float | None
+    """The run's boundary ratio (the same in both experts' lines)."""
+    boundary_timestep: float | None
+    """The run's boundary timestep (the same in both experts' lines): the high-noise expert
+    runs the timesteps at or above it, the low-noise one those below."""
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     title: str
@@ -240,3 +296,5 @@ class Report:
     """One line per rank of a multi-GPU run, in rank order; empty for one GPU."""
     parallel: ParallelFigures | None = None
     """Multi-GPU figures; None for one GPU."""
+    experts: list[ExpertLine] = field(default_factory=list)
+    """The two experts of a two-expert model (high-noise, then low-noise); empty for one."""

@@ -56,7 +56,9 @@ def _offload(
         resident = sum(memory.weights_gb.values()) + activation
         known = ", ".join(sorted(memory.weights_gb))
         missing = [config for config in ("text_encoder", "vae") if config not in memory.weights_gb]
-        bound = "at least " if missing else ""
+        # A decode whose peak is the weights moved away at its start: its working set unknown.
+        hidden = memory.vae_peak_gb is not None and memory.vae_baseline_gb is None
+        bound = "at least " if missing or hidden else ""
         room = summary.vram_gb - resident
         if room < 0:
             verdict = f"does not fit (short by {-room:.2f} GiB): keep offload"
@@ -64,6 +66,11 @@ def _offload(
             verdict = (
                 f"fits only if the {' and '.join(missing)} weights (not recorded) take "
                 f"under {room:.2f} GiB"
+            )
+        elif hidden:
+            verdict = (
+                "fits only if the VAE decode's working set (not measured: its peak is that of "
+                f"the weights moved away at its start) stays under {activation + room:.2f} GiB"
             )
         else:
             verdict = f"fits with {room:.2f} GiB to spare, saving the transfer time"

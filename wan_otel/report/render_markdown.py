@@ -14,6 +14,7 @@ from wan_otel.report.formatting import (
     to_ascii,
 )
 from wan_otel.report.model import Report
+from wan_otel.report.render_experts import markdown_section as experts_section
 from wan_otel.report.render_parallel import markdown_section
 
 
@@ -99,6 +100,7 @@ def render_markdown(r: Report, ascii_only: bool = False) -> str:
         f"First step {duration(s.step_s_first)}; "
         f"mean step after the first {duration(s.step_s_stable)}.",
         "",
+        *experts_section(r),
         *markdown_section(r),
         "## Memory",
         "",

@@ -19,6 +19,7 @@ from wan_otel.report.formatting import (
     to_ascii,
 )
 from wan_otel.report.model import Report, TraceRow
+from wan_otel.report.render_experts import text_section as experts_section
 from wan_otel.report.render_parallel import text_section
 from wan_otel.report.stages import stage_key
 
@@ -154,12 +155,9 @@ def _latency(r: Report, g: _Glyphs) -> list[str]:
 def _memory(r: Report, g: _Glyphs) -> list[str]:
     m = r.memory
     lines = ["[Memory Telemetry]", "-" * WIDTH, f"Allocation Strategy: offload={m.offload or NA}"]
-    names = {
-        "transformer": "DiT",
-        "transformer_2": "DiT (expert 2)",
-        "text_encoder": "Text encoder",
-        "vae": "VAE",
-    }
+    names = {"transformer": "DiT", "text_encoder": "Text encoder", "vae": "VAE"}
+    if r.experts:
+        names.update({e.component: f"DiT {e.name}" for e in r.experts})
     for comp, gib in m.weights_gb.items():
         lines.append(f"- {names.get(comp, comp) + ' weights':<26}: {size(gib)}")
     if m.dit_activation_peak_gb is not None:
@@ -204,19 +202,27 @@ def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
     return f"{number(value, spec):>{width}}"
 
 
+NAME_WIDTH = 26
+"""The trace table's name column; wider where a name would touch the border (a two-expert
+run's ``    Transfer transformer_2``), up to NAME_WIDTH_MAX."""
+NAME_WIDTH_MAX = 40
+
+
 def _trace(r: Report, g: _Glyphs) -> list[str]:
+    longest = max((2 * t.depth + len(t.name) for t in r.trace), default=0)
+    width = NAME_WIDTH if longest < NAME_WIDTH else min(longest + 1, NAME_WIDTH_MAX)
     header = (
-        f"{'Stage Name':<26}| {'Time':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
+        f"{'Stage Name':<{width}}| {'Time':>9} | {'SM %':>5} | {'Load':>7} | {'Mem Start':>9} | "
         f"{'Mem End':>9} | {'Peak Mem':>9} | {g.delta:>9} | Comment"
     )
     rule = "-" * max(len(header) + 20, WIDTH)
     lines = ["[Execution Trace Analysis]", rule, header, rule]
 
     def row(t: TraceRow) -> str:
-        name = ("  " * t.depth + t.name)[:26]
+        name = ("  " * t.depth + t.name)[:width]
         delta = number(t.mem_delta_gb, "+.2f")
         return (
-            f"{name:<26}| {duration(t.duration_s):>9} | {_cell(t.sm_pct, 5, '.1f')} | "
+            f"{name:<{width}}| {duration(t.duration_s):>9} | {_cell(t.sm_pct, 5, '.1f')} | "
             f"{_cell(t.load, 7)} | {_cell(t.mem_start_gb, 9)} | {_cell(t.mem_end_gb, 9)} | "
             f"{_cell(t.peak_mem_gb, 9)} | {delta:>9} | {t.comment}"
         ).rstrip()
@@ -246,6 +252,7 @@ def render_text(report: Report, ascii_only: bool = False) -> str:
         + _summary(report, g)
         + _error(report, g)
         + _latency(report, g)
+        + experts_section(report, WIDTH)
         + text_section(report, WIDTH)
         + _memory(report, g)
         + _recommendations(report, g)

@@ -38,6 +38,10 @@ class SmSeries:
         self.why = ""
 
     def mean(self, span: SpanRecord) -> WindowMean:
+        return self.window(span.start_ns, span.end_ns)
+
+    def window(self, start_ns: int, end_ns: int) -> WindowMean:
+        """Mean activity over ``[start_ns, end_ns]`` (a stretch no single span covers)."""
         if self.series is None:
             return WindowMean(None, self.why)
-        return self.series.mean(span.start_ns, span.end_ns)
+        return self.series.mean(start_ns, end_ns)

@@ -127,6 +127,37 @@ class RunTree:
         return [self, *(self.others[k] for k in sorted(self.others))]
 
 
+def work_baseline_gib(tree: RunTree, span: SpanRecord) -> float | None:
+    """Allocated GiB when the span's own work began: at its start, or, where offload moved
+    weights inside it, after the last of those transfers (what moved is not working set)."""
+    transfers = tree.descendants(span, semconv.SPAN_WEIGHT_TRANSFER)
+    if transfers:
+        last = max(transfers, key=lambda t: t.end_ns)
+        after = attr_gib(last, semconv.MEMORY_ALLOCATED_END)
+        if after is not None:
+            return after
+    return attr_gib(span, semconv.MEMORY_ALLOCATED_START)
+
+
+def work_peak_gib(tree: RunTree, span: SpanRecord) -> float | None:
+    """The span's working set: its peak above its work baseline; None when not measured (no
+    allocator figures, or, where offload moved weights inside the span, a peak no higher than
+    the memory before or during those moves: that peak is the moved weights', and the work's
+    own peak lies hidden under it)."""
+    peak = attr_gib(span, semconv.MEMORY_ALLOCATED_PEAK)
+    base = work_baseline_gib(tree, span)
+    if peak is None or base is None:
+        return None
+    transfers = tree.descendants(span, semconv.SPAN_WEIGHT_TRANSFER)
+    if transfers:
+        before = [attr_gib(span, semconv.MEMORY_ALLOCATED_START)]
+        before += [attr_gib(t, semconv.MEMORY_ALLOCATED_PEAK) for t in transfers]
+        known = [gib for gib in before if gib is not None]
+        if known and peak <= max(known):
+            return None
+    return peak - base
+
+
 SYNTHETIC_ROOT_ID = "0" * 15 + "1"
 UNENDED_PARENTS = {
     semconv.SPAN_DENOISE_STEP: semconv.SPAN_DENOISE,

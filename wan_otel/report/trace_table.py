@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from wan_otel import semconv as sc
+from wan_otel.report.experts import has_two_experts, step_expert
 from wan_otel.report.formatting import duration, gib_or_mib, shorten
 from wan_otel.report.integrate import WindowMean
 from wan_otel.report.model import TraceRow
@@ -18,14 +19,16 @@ IDLE_PCT = 20.0
 ERROR_CELL_CHARS = 60
 """An error in a row's comment is cut (at a word) to this; the Error section has it whole."""
 STEP_ROW = "Step "
-"""Name of a step's row, before its index."""
+"""Name of a step's row, before its index (and, in a two-expert run, its expert)."""
 NO_OP_FOLD_MIN = 2
 """No-op transfers (0 B moved) of one stage fold into one row from this many on."""
 
 
-def _row_name(span: SpanRecord) -> str:
+def _row_name(tree: RunTree, span: SpanRecord, experts: bool) -> str:
     if span.name == sc.SPAN_DENOISE_STEP:
-        return f"{STEP_ROW}{attr_int(span, sc.DENOISE_STEP)}"
+        name = f"{STEP_ROW}{attr_int(span, sc.DENOISE_STEP)}"
+        expert = step_expert(tree, span) if experts else None
+        return name if expert is None else f"{name} ({sc.EXPERTS[expert]})"
     if span.name == sc.SPAN_WEIGHT_TRANSFER:
         return f"Transfer {attr_str(span, sc.COMPONENT_NAME) or '?'}"
     if span.name == sc.SPAN_COMPONENT_INITIALIZE:
@@ -78,17 +81,32 @@ def _comment(tree: RunTree, span: SpanRecord, window: WindowMean, transfer_s: fl
     return "; ".join(parts)
 
 
-def _row(
-    tree: RunTree, span: SpanRecord, depth: int, mean: Callable[[SpanRecord], WindowMean]
-) -> TraceRow:
-    window = mean(span)
+@dataclass(frozen=True)
+class _Table:
+    """What every row of one run's table is built from."""
+
+    tree: RunTree
+    mean: Callable[[SpanRecord], WindowMean]
+    experts: bool
+    """A two-expert run: step rows name their expert."""
+    step_comments: Mapping[int, str]
+
+
+def _row(table: _Table, span: SpanRecord, depth: int) -> TraceRow:
+    tree = table.tree
+    window = table.mean(span)
     start = attr_gib(span, sc.MEMORY_ALLOCATED_START)
     end = attr_gib(span, sc.MEMORY_ALLOCATED_END)
     transfers = (
         [] if span.name == sc.SPAN_GENERATE else tree.descendants(span, sc.SPAN_WEIGHT_TRANSFER)
     )
+    comment = _comment(tree, span, window, sum(t.duration_s for t in transfers))
+    if span.name == sc.SPAN_DENOISE_STEP:
+        index = attr_int(span, sc.DENOISE_STEP)
+        extra = table.step_comments.get(index) if index is not None else None
+        comment = "; ".join(p for p in (comment, extra) if p)
     return TraceRow(
-        name=_row_name(span),
+        name=_row_name(tree, span, table.experts),
         depth=depth,
         duration_s=span.duration_s,
         sm_pct=window.pct,
@@ -98,7 +116,7 @@ def _row(
         mem_end_gb=end,
         peak_mem_gb=attr_gib(span, sc.MEMORY_ALLOCATED_PEAK),
         mem_delta_gb=end - start if start is not None and end is not None else None,
-        comment=_comment(tree, span, window, sum(t.duration_s for t in transfers)),
+        comment=comment,
     )
 
 
@@ -129,30 +147,29 @@ def _no_op_row(spans: list[SpanRecord], depth: int) -> TraceRow:
     )
 
 
-def _stage_rows(
-    tree: RunTree, stage: SpanRecord, mean: Callable[[SpanRecord], WindowMean]
-) -> list[TraceRow]:
+def _stage_rows(table: _Table, stage: SpanRecord) -> list[TraceRow]:
     """A stage's row, then under initialization its components, under denoising each step,
     and under any row the weight transfers inside it; no-op transfers folded into one row
     right under the stage."""
+    tree = table.tree
     no_ops = [t for t in tree.descendants(stage, sc.SPAN_WEIGHT_TRANSFER) if _is_no_op(t)]
     fold = len(no_ops) >= NO_OP_FOLD_MIN
-    rows = [_row(tree, stage, 0, mean)]
+    rows = [_row(table, stage, 0)]
     if fold:
         rows.append(_no_op_row(no_ops, 1))
 
     def transfers(parent: SpanRecord, depth: int) -> list[TraceRow]:
         found = tree.descendants(parent, sc.SPAN_WEIGHT_TRANSFER)
-        return [_row(tree, t, depth, mean) for t in found if not (fold and _is_no_op(t))]
+        return [_row(table, t, depth) for t in found if not (fold and _is_no_op(t))]
 
     if stage.name == sc.SPAN_INITIALIZE:
         for comp in tree.descendants(stage, sc.SPAN_COMPONENT_INITIALIZE):
-            rows.append(_row(tree, comp, 1, mean))
+            rows.append(_row(table, comp, 1))
     if stage.name == sc.SPAN_DENOISE:
         for child in sorted(tree.kids(stage), key=lambda s: s.start_ns):
             folded = fold and _is_no_op(child)
             if child.name in (sc.SPAN_DENOISE_STEP, sc.SPAN_WEIGHT_TRANSFER) and not folded:
-                rows.append(_row(tree, child, 1, mean))
+                rows.append(_row(table, child, 1))
                 rows += transfers(child, 2)
     else:
         rows += transfers(stage, 1)
@@ -165,25 +182,12 @@ def trace_rows(
     step_comments: Mapping[int, str] | None = None,
 ) -> list[TraceRow]:
     """Rows of the stages in the contract's run order (the latency breakdown's), each with
-    its children; the root span last. ``step_comments`` (step index -> text: a multi-GPU
-    run's straggler) are added to the comments of those steps' rows."""
+    its children; the root span last. A two-expert run's step rows name their expert;
+    ``step_comments`` (step index -> text: a multi-GPU run's straggler) are added to the
+    comments of those steps' rows."""
+    table = _Table(tree, mean, has_two_experts(tree), step_comments or {})
     rows = []
     for stage in sorted(tree.stages(), key=stage_order):
-        rows += _stage_rows(tree, stage, mean)
-    rows.append(_row(tree, tree.root, 0, mean))
-    if not step_comments:
-        return rows
-    return [_with_step_comment(row, step_comments) for row in rows]
-
-
-def _with_step_comment(row: TraceRow, comments: Mapping[int, str]) -> TraceRow:
-    if not row.name.startswith(STEP_ROW):
-        return row
-    try:
-        index = int(row.name[len(STEP_ROW) :])
-    except ValueError:
-        return row
-    extra = comments.get(index)
-    if extra is None:
-        return row
-    return dataclasses.replace(row, comment="; ".join(p for p in (row.comment, extra) if p))
+        rows += _stage_rows(table, stage)
+    rows.append(_row(table, tree.root, 0))
+    return rows
