@@ -242,3 +242,23 @@ def test_a_rank_killed_mid_run_the_other_keeps_its_spans_and_the_group_ends(
     body = json.loads(report.stdout)
     assert body["summary"]["world_size"] == 2
     assert "rank 1" in body["summary"]["ended"]
+
+
+def test_both_experts_of_a14b_run_context_parallel(tmp_path: Path) -> None:
+    """Ulysses on both transformers of a two-expert model: each expert's forwards have their
+    all-to-alls on every rank."""
+    command = [sys.executable, "-m", "wan_otel", "run", "--gpus", "2", "--device", "cpu",
+               "--preset", "tiny-a14b", "--height", "32", "--width", "32", "--steps", "4",
+               "--store", str(tmp_path), "--run-id", "experts"]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    spans = RunStore(tmp_path).read("experts").spans
+    by_id = {s.span_id: s for s in spans}
+    seen = Counter(
+        (int(s.attributes[sc.RANK]), by_id[s.parent_span_id].attributes[sc.COMPONENT_NAME])  # type: ignore[arg-type, index]
+        for s in spans
+        if s.name == sc.SPAN_COLLECTIVE and s.attributes[sc.COLLECTIVE_OP] == "all_to_all"
+    )
+    assert seen == {(r, e): 4 for r in (0, 1) for e in ("transformer", "transformer_2")}
