@@ -83,6 +83,8 @@ class PipelineObserver:
         self._call: CallObserver | None = None
         self._call_thread: int | None = None
         self._signature: inspect.Signature | None = None
+        self._model_key: tuple[Any, ...] | None = None
+        self._model_attrs: dict[str, Any] = {}
         self._call_lock = threading.Lock()
 
     # -- attaching --------------------------------------------------------------------------
@@ -191,6 +193,7 @@ class PipelineObserver:
         root = generation.root.attributes
         root.update(self._request_attributes(original, args, kwargs))
         root.update(self.model_attributes())
+        root.update(describe.genai_attributes(root))
         self._call = CallObserver(generation, boundary=describe.boundary_timestep(self.pipe))
         self._call_thread = thread
         return generation, standalone
@@ -229,9 +232,24 @@ class PipelineObserver:
         return describe.request_attributes(bound.arguments, self.settings.record_prompt)
 
     def model_attributes(self) -> dict[str, Any]:
-        """Model, offload mode, dtypes and weight bytes of the pipeline now."""
-        pipe, settings = self.pipe, self.settings
+        """Model, offload mode, dtypes and weight bytes of the pipeline now. Reading them walks
+        every parameter (tens of ms for a 5B model, at the start of every call): they are kept
+        while the components and their offload hooks stay the same objects."""
         components = self.components()
+        key = (
+            *(
+                (name, id(module), id(vars(module).get("_diffusers_hook")),
+                 id(vars(module).get("_hf_hook")))
+                for name, module in components.items()
+            ),
+            len(getattr(self.pipe, "_all_hooks", None) or ()),
+        )  # fmt: skip
+        if self._model_key != key:
+            self._model_key, self._model_attrs = key, self._read_model_attributes(components)
+        return dict(self._model_attrs)
+
+    def _read_model_attributes(self, components: dict[str, torch.nn.Module]) -> dict[str, Any]:
+        pipe, settings = self.pipe, self.settings
         attrs: dict[str, Any] = {
             semconv.MODEL_NAME: settings.model_name or describe.model_name(pipe),
             semconv.MODEL_TASK: settings.model_task or describe.model_task(pipe),
