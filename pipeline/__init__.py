@@ -12,11 +12,24 @@ Two sides, two folders:
 The library never imports the apps (a test walks the imports).
 """
 
-from wan_otel.pipeline.instrumentation.instrument import (
-    instrument,
-    is_instrumented,
-    uninstrument,
-    use_generation,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wan_otel.pipeline.instrumentation.instrument import (
+        instrument,
+        is_instrumented,
+        uninstrument,
+        use_generation,
+    )
 
 __all__ = ["instrument", "is_instrumented", "uninstrument", "use_generation"]
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exports load torch and diffusers on first use, not on import: the agent's entry
+    point (``instrumentation.instrumentor``) lives under this package and must stay cheap."""
+    if name in __all__:
+        from wan_otel.pipeline.instrumentation import instrument as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

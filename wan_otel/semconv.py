@@ -208,6 +208,69 @@ DTYPE_VAE: Final = "wan.dtype.vae"
 """string. VAE weights dtype."""
 
 # --------------------------------------------------------------------------------------------
+# OpenTelemetry GenAI attributes (root span): the generation in the GenAI conventions' keys
+# --------------------------------------------------------------------------------------------
+
+GENAI_OPERATION_NAME: Final = "gen_ai.operation.name"
+"""string. Standard OTel GenAI key: always GENAI_OPERATION. The GenAI semantic conventions
+(open-telemetry/semantic-conventions-genai, status Development) describe calls to generative
+models; where one of their keys means something a video generation has, the root span carries
+it beside our own key, so that GenAI-aware backends find the generation. The instrumentation
+writes these from the root's own attributes, at the call; the span keeps its name and its kind
+(INTERNAL, what the conventions ask of a model run in the same process)."""
+
+GENAI_OPERATION: Final = "generate_content"
+"""Value of GENAI_OPERATION_NAME: the conventions' well-known value for a multimodal content
+generation; their other operations (chat, text_completion, embeddings, ...) are not videos."""
+
+GENAI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+"""string. Standard OTel GenAI key (required on their inference spans): always GENAI_PROVIDER."""
+
+GENAI_PROVIDER: Final = "diffusers"
+"""Value of GENAI_PROVIDER_NAME. The well-known values are hosted APIs (openai, aws.bedrock,
+...); a model that diffusers runs in the same process has none of them, so the library that
+runs it is named, a custom value as the conventions allow."""
+
+GENAI_REQUEST_MODEL: Final = "gen_ai.request.model"
+"""string. Standard OTel GenAI key: the value of MODEL_NAME."""
+
+GENAI_REQUEST_SEED: Final = "gen_ai.request.seed"
+"""int. Standard OTel GenAI key: the value of REQUEST_SEED, when the call gave a seed."""
+
+GENAI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+"""string. Standard OTel GenAI key, the output modality the call asks for: always
+GENAI_OUTPUT_VIDEO."""
+
+GENAI_OUTPUT_VIDEO: Final = "video"
+"""Value of GENAI_OUTPUT_TYPE. Not one of the conventions' well-known values (text, json,
+image, speech: they have no video type yet), so a custom value in their style; never
+``image``, which would count every video as one picture. The video's size is in
+REQUEST_HEIGHT, REQUEST_WIDTH and REQUEST_NUM_FRAMES, which have no GenAI key."""
+
+GENAI_NOT_WRITTEN: Final = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.request.max_tokens",
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.top_k",
+    "gen_ai.request.choice.count",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system",
+)
+"""GenAI keys that do not fit and are never written. Tokens: the prompt is tokenized inside
+the pipeline (its length is REQUEST_PROMPT_LENGTH, in characters) and a video is not made of
+tokens. Sampling settings: a diffusion model has none; its knobs are REQUEST_NUM_STEPS and
+REQUEST_GUIDANCE. Choice count: the conventions want it only when it is not 1, and
+diffusers' ``num_videos_per_prompt`` is 1 unless asked (it has no key of ours yet). Messages:
+the prompt is private by default (REQUEST_PROMPT only when the user opts in).
+``gen_ai.system``: deprecated, replaced by GENAI_PROVIDER_NAME. Not taken either: the GenAI
+span name (``{operation} {model}``; ours is SPAN_GENERATE, a name that never changes) and the
+GenAI duration metrics, whose recommended buckets stop at 81.92 s where a video takes minutes
+(METRIC_GENERATION_DURATION is the one to use)."""
+
+# --------------------------------------------------------------------------------------------
 # Span attributes: system context (root span)
 # --------------------------------------------------------------------------------------------
 
@@ -420,6 +483,21 @@ METRIC_GENERATIONS_ACTIVE: Final = "wan.generations.active"
 """UpDownCounter, generations running now (0 or 1 per GPU). Prometheus:
 ``wan_generations_active``. Alert rules join on it to know a GPU should be busy."""
 
+METRIC_GENERATION_ENERGY: Final = "wan.generation.energy"
+"""Histogram, joules, labels ``model``, ``resolution``, ``num_frames``, ``offload``,
+``world_size`` (never a run id): GPU energy of one finished generation, every GPU of the run
+summed, from NVML's energy counter (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since
+the driver loaded) read on each rank's GPU at the generation's start and end, outside the
+denoising loop. Not recorded where a GPU has no counter (before Volta) or the generation took
+under 1 s (the counter moves about every 0.1 s). ``_sum / _count`` is the mean energy per video.
+Prometheus: ``wan_generation_energy_joules``. OTel peer: ``hw.energy`` (a device's counter)."""
+
+ENERGY_BUCKETS_J: Final = (
+    100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7,
+)  # fmt: skip
+"""Histogram bucket bounds (joules) of METRIC_GENERATION_ENERGY: from a tiny model's second of
+GPU time to an eight-GPU 720p A14B video (a one-GPU H200 TI2V-5B video at 10 steps: 23 kJ)."""
+
 PROMETHEUS_NAMES: Final = {
     METRIC_GENERATION_DURATION: "wan_generation_duration_seconds",
     METRIC_STAGE_DURATION: "wan_stage_duration_seconds",
@@ -433,6 +511,7 @@ PROMETHEUS_NAMES: Final = {
     METRIC_METRIC_POINTS_DROPPED: "wan_telemetry_metric_points_dropped_total",
     METRIC_INSTRUMENTATION_ERRORS: "wan_telemetry_instrumentation_errors_total",
     METRIC_GENERATIONS_ACTIVE: "wan_generations_active",
+    METRIC_GENERATION_ENERGY: "wan_generation_energy_joules",
 }
 """OTel instrument name -> the Prometheus name the OTel Prometheus exporter (and the
 Collector's) writes; histograms add ``_bucket``, ``_sum`` and ``_count``."""

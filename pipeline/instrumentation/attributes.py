@@ -98,6 +98,33 @@ def _driver_version() -> str | None:
     return version.decode() if isinstance(version, bytes) else str(version)
 
 
+def model_attributes(
+    pipe: Any,
+    components: Mapping[str, torch.nn.Module],
+    *,
+    name: str | None,
+    task: str | None,
+    source: str | None,
+    offload: str,
+) -> Attributes:
+    """Model, offload mode, boundary, dtypes and weight bytes of a pipeline (``name``,
+    ``task``, ``source``: what the caller said, else what the pipeline says)."""
+    attrs: Attributes = {
+        semconv.MODEL_NAME: name or model_name(pipe),
+        semconv.MODEL_TASK: task or model_task(pipe),
+        semconv.MODEL_ARCHITECTURE: ARCHITECTURE,
+        semconv.OFFLOAD_MODE: offload,
+    }
+    if source:
+        attrs[semconv.MODEL_SOURCE] = source
+    ratio = boundary_ratio(pipe)
+    if ratio is not None:
+        attrs[semconv.MODEL_BOUNDARY_RATIO] = ratio
+    attrs.update(dtype_attributes(components))
+    attrs.update(weight_attributes(components))
+    return attrs
+
+
 def weight_attributes(components: Mapping[str, torch.nn.Module]) -> Attributes:
     """Static weight bytes of each component the contract names."""
     return {
@@ -170,6 +197,23 @@ def request_attributes(arguments: Mapping[str, Any], record_prompt: bool) -> Att
     else:
         attrs[semconv.REQUEST_HAS_IMAGE] = False
     attrs.update(prompt_attributes(arguments.get("prompt"), record_prompt))
+    return attrs
+
+
+def genai_attributes(root: Mapping[str, Any]) -> Attributes:
+    """The OpenTelemetry GenAI view of a root span's model and request attributes (the keys
+    that fit; ``semconv.GENAI_NOT_WRITTEN`` says which do not, and why)."""
+    attrs: Attributes = {
+        semconv.GENAI_OPERATION_NAME: semconv.GENAI_OPERATION,
+        semconv.GENAI_PROVIDER_NAME: semconv.GENAI_PROVIDER,
+        semconv.GENAI_OUTPUT_TYPE: semconv.GENAI_OUTPUT_VIDEO,
+    }
+    for ours, theirs in (
+        (semconv.MODEL_NAME, semconv.GENAI_REQUEST_MODEL),
+        (semconv.REQUEST_SEED, semconv.GENAI_REQUEST_SEED),
+    ):
+        if ours in root:
+            attrs[theirs] = root[ours]
     return attrs
 
 

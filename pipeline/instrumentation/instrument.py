@@ -28,7 +28,8 @@ from wan_otel import __version__
 from wan_otel.pipeline.instrumentation import collectives
 from wan_otel.pipeline.instrumentation.generation import Generation
 from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
-from wan_otel.pipeline.instrumentation.observer import PipelineObserver, Settings
+from wan_otel.pipeline.instrumentation.observer import PipelineObserver
+from wan_otel.pipeline.instrumentation.settings import Settings
 from wan_otel.pipeline.instrumentation.wrappers import (
     STATE_ATTR,
     install_call_wrapper,

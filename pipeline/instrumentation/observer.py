@@ -13,7 +13,6 @@ import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +36,7 @@ from wan_otel.pipeline.instrumentation.hooks import (
 )
 from wan_otel.pipeline.instrumentation.memory import memory_for
 from wan_otel.pipeline.instrumentation.offload import OffloadObserver, detect_offload_mode
+from wan_otel.pipeline.instrumentation.settings import Settings
 from wan_otel.pipeline.instrumentation.span_stream import SpanStream
 from wan_otel.pipeline.instrumentation.timing import timeline_for
 from wan_otel.pipeline.instrumentation.wrappers import MethodPatch, patch_method
@@ -48,20 +48,6 @@ MODULE_COMPONENTS = ("text_encoder", "image_encoder", "transformer", "transforme
 """Components whose weight moves are observed."""
 
 TEXT_ENCODER = "text_encoder"
-
-
-@dataclass
-class Settings:
-    """What ``instrument()`` was asked for."""
-
-    run_id: Callable[[], str]
-    record_prompt: bool = False
-    model_name: str | None = None
-    model_source: str | None = None
-    model_task: str | None = None
-    offload_mode: str | None = None
-    memory: bool = True
-    nvtx: bool | None = None
 
 
 class PipelineObserver:
@@ -250,20 +236,14 @@ class PipelineObserver:
 
     def _read_model_attributes(self, components: dict[str, torch.nn.Module]) -> dict[str, Any]:
         pipe, settings = self.pipe, self.settings
-        attrs: dict[str, Any] = {
-            semconv.MODEL_NAME: settings.model_name or describe.model_name(pipe),
-            semconv.MODEL_TASK: settings.model_task or describe.model_task(pipe),
-            semconv.MODEL_ARCHITECTURE: describe.ARCHITECTURE,
-            semconv.OFFLOAD_MODE: settings.offload_mode or detect_offload_mode(pipe, components),
-        }
-        if settings.model_source:
-            attrs[semconv.MODEL_SOURCE] = settings.model_source
-        ratio = describe.boundary_ratio(pipe)
-        if ratio is not None:
-            attrs[semconv.MODEL_BOUNDARY_RATIO] = ratio
-        attrs.update(describe.dtype_attributes(components))
-        attrs.update(describe.weight_attributes(components))
-        return attrs
+        return describe.model_attributes(
+            pipe,
+            components,
+            name=settings.model_name,
+            task=settings.model_task,
+            source=settings.model_source,
+            offload=settings.offload_mode or detect_offload_mode(pipe, components),
+        )
 
     # -- event sinks ------------------------------------------------------------------------
 

@@ -94,6 +94,11 @@ def test_root_attributes_are_exactly_config_request_and_system(
         sc.TORCH_VERSION: torch.__version__,
         sc.DIFFUSERS_VERSION: diffusers.__version__,
         sc.HOST_NAME: socket.gethostname(),
+        sc.GENAI_OPERATION_NAME: sc.GENAI_OPERATION,
+        sc.GENAI_PROVIDER_NAME: sc.GENAI_PROVIDER,
+        sc.GENAI_OUTPUT_TYPE: sc.GENAI_OUTPUT_VIDEO,
+        sc.GENAI_REQUEST_MODEL: "tiny-wan",
+        sc.GENAI_REQUEST_SEED: 7,
     }
     if torch.version.cuda:
         expected[sc.CUDA_VERSION] = torch.version.cuda
