@@ -27,6 +27,7 @@ GENERATION_S = N[semconv.METRIC_GENERATION_DURATION]
 STAGE_S = N[semconv.METRIC_STAGE_DURATION]
 STEP_S = N[semconv.METRIC_STEP_DURATION]
 ACTIVE = N[semconv.METRIC_GENERATIONS_ACTIVE]
+ENERGY_J = N[semconv.METRIC_GENERATION_ENERGY]
 DROPPED = N[semconv.METRIC_SPANS_DROPPED]
 
 STATUS, ERROR_TYPE, STAGE = semconv.LABEL_STATUS, semconv.LABEL_ERROR_TYPE, semconv.LABEL_STAGE
@@ -153,6 +154,17 @@ def build() -> Dashboard:
                 ],
                 unit="short",
                 description="Video frames generated per second.",
+            )
+        )
+        .with_panel(
+            p.series(
+                "GPU energy per video by model and resolution",
+                [(mean(ENERGY_J, by=f"{MODEL}, {RESOLUTION}"), "{{model}} {{resolution}}")],
+                unit="joule",
+                description="Mean GPU energy of one generation, every GPU of the run summed "
+                "(wan_generation_energy_joules: NVML's energy counter at the generation's start "
+                "and end). The GPU dashboard's energy per generation by pod divides all the "
+                "energy of the range, idle time included, by the generations.",
             )
         )
         .with_panel(

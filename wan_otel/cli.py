@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wan_otel.report.cli",
         "performance report of one run (local store, or a trace backend and Prometheus)",
     ),
+    "compare": ("wan_otel.report.compare", "two runs side by side; exit 1 on a regression"),
     "runs": ("wan_otel.store.cli", "list the runs in the local store, newest first"),
     "exporter": ("wan_otel.exporter.cli", "serve NVML/GPM GPU metrics for Prometheus"),
     "serve": (

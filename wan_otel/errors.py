@@ -11,6 +11,8 @@ class ExitStatus(enum.IntEnum):
     OK = 0
     ERROR = 1
     """An unexpected failure (a bug): the traceback is shown."""
+    REGRESSION = 1
+    """``wan-otel compare``: run B is worse than run A beyond the tolerance (a CI gate)."""
     BAD_INPUT = 2
     """Expected bad input: unknown run id, unreadable store, bad flags, unreachable backend."""
 

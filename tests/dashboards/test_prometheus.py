@@ -33,6 +33,9 @@ NOT_EMITTED = {
     semconv.PROMETHEUS_NAMES[semconv.METRIC_WAIT_DURATION]: (
         "recorded by multi-GPU runs only: the test's one-GPU run waits for no peer"
     ),
+    semconv.PROMETHEUS_NAMES[semconv.METRIC_GENERATION_ENERGY]: (
+        "recorded only where the GPU has an energy counter: the test's tiny run is on the CPU"
+    ),
 }
 """Series the test stack cannot produce. Queries on them must still be accepted by Prometheus;
 the test also checks that they are really absent, so an entry cannot outlive its reason."""

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 
 from wan_otel import semconv as sc
 from wan_otel.report.baseline import efficiency
+from wan_otel.report.baselines import known_baseline
+from wan_otel.report.compute import compute_figures
+from wan_otel.report.costs import cost_figures
 from wan_otel.report.experts import expert_lines
 from wan_otel.report.formatting import duration
 from wan_otel.report.model import (
@@ -232,9 +235,12 @@ def _straggler_comments(figures: ParallelFigures | None) -> dict[int, str]:
     return comments
 
 
-def build_report(run: RunData, baseline: RunData | None = None) -> Report:
+def build_report(
+    run: RunData, baseline: RunData | None = None, peak_tflops: float | None = None
+) -> Report:
     """The whole analysis of one run, against a one-GPU ``baseline`` run when given (multi-GPU
-    runs only). Raises WanOtelError when the run has no spans, or the baseline cannot be
+    runs only); ``peak_tflops`` is the GPU's dense peak where the table's is not wanted (or
+    not known). Raises WanOtelError when the run has no spans, or the baseline cannot be
     compared with it."""
     notes = list(run.warnings)
     started = run.summary.attributes if run.summary is not None else None
@@ -250,6 +256,11 @@ def build_report(run: RunData, baseline: RunData | None = None) -> Report:
     elif baseline is not None:
         efficiency(tree, config, baseline, notes)  # refuses: this run ran on one GPU
     stages = stage_lines(tree, sm.mean)
+    compute, step_flops = compute_figures(tree, config, system, peak_tflops)
+    energy, costs = cost_figures(tree, config, stages, compute, step_flops, run.samples)
+    summary = dataclasses.replace(
+        summary, step_flops=compute.step_flops, mfu_pct=compute.mfu_pct, energy_j=energy.total_j
+    )
     experts = expert_lines(tree, sm, notes)
     trace = trace_rows(tree, sm.mean, _straggler_comments(figures))
     found = recommend(summary, stages, memory, config, tree)
@@ -273,6 +284,10 @@ def build_report(run: RunData, baseline: RunData | None = None) -> Report:
         ranks=lines,
         parallel=figures,
         experts=experts,
+        compute=compute,
+        energy=energy,
+        costs=costs,
+        known_baseline=known_baseline(config, system, summary, stages),
     )
 
 

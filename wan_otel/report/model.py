@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from wan_otel.report.limits import ComputeFigures, Costs, EnergyFigures, KnownBaseline
+
 
 @dataclass(frozen=True)
 class SystemInfo:
@@ -74,6 +76,12 @@ class Summary:
     failing_rank: int | None = None
     """Multi-GPU runs: the rank that failed (raised an error that is not an interruption, or
     was killed while others recorded their end); None otherwise, and always for one GPU."""
+    step_flops: float | None = None
+    """Model FLOPs of a mean step (``Report.compute``)."""
+    mfu_pct: float | None = None
+    """MFU of the denoising stage against the GPUs' dense peak."""
+    energy_j: float | None = None
+    """GPU energy of the generation (every GPU of the run), joules."""
 
 
 @dataclass(frozen=True)
@@ -298,3 +306,10 @@ class Report:
     """Multi-GPU figures; None for one GPU."""
     experts: list[ExpertLine] = field(default_factory=list)
     """The two experts of a two-expert model (high-noise, then low-noise); empty for one."""
+    compute: ComputeFigures | None = None
+    """Model FLOPs and MFU (None only for reports built without them)."""
+    energy: EnergyFigures | None = None
+    costs: Costs = field(default_factory=Costs)
+    """FLOPs, MFU and energy of each stage and step."""
+    known_baseline: KnownBaseline | None = None
+    """The known figure for the run's GPU and configuration, when one matches."""

@@ -15,12 +15,20 @@ from wan_otel.report.formatting import (
 )
 from wan_otel.report.model import Report
 from wan_otel.report.render_experts import markdown_section as experts_section
+from wan_otel.report.render_limits import markdown_section as limits_section
+from wan_otel.report.render_limits import markdown_summary_rows
 from wan_otel.report.render_parallel import markdown_section
 
 
 def _cell(text: str) -> str:
     """Text safe inside a table cell: one line, pipes escaped."""
     return one_line(text).replace("|", "\\|")
+
+
+def _cell_row(row: str) -> str:
+    """A two-cell row whose value may hold a pipe."""
+    label, value = row.strip("| ").split(" | ", 1)
+    return f"| {label} | {_cell(value)} |"
 
 
 def render_markdown(r: Report, ascii_only: bool = False) -> str:
@@ -76,6 +84,7 @@ def render_markdown(r: Report, ascii_only: bool = False) -> str:
         f"| Throughput | {throughput} |",
         f"| Peak memory | {peak} |",
         f"| Avg {activity_label(s.sm_source)} | {activity} |",
+        *[_cell_row(row) for row in markdown_summary_rows(r)],
         "",
     ]
     if s.avg_sm_pct is None:
@@ -100,6 +109,7 @@ def render_markdown(r: Report, ascii_only: bool = False) -> str:
         f"First step {duration(s.step_s_first)}; "
         f"mean step after the first {duration(s.step_s_stable)}.",
         "",
+        *limits_section(r),
         *experts_section(r),
         *markdown_section(r),
         "## Memory",

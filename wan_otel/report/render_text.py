@@ -20,6 +20,8 @@ from wan_otel.report.formatting import (
 )
 from wan_otel.report.model import Report, TraceRow
 from wan_otel.report.render_experts import text_section as experts_section
+from wan_otel.report.render_limits import summary_lines as limits_lines
+from wan_otel.report.render_limits import text_section as limits_section
 from wan_otel.report.render_parallel import text_section
 from wan_otel.report.stages import stage_key
 
@@ -36,6 +38,7 @@ class _Glyphs:
         self.video = "" if plain else "📹 "
         self.memory = "" if plain else "💾 "
         self.sm = "" if plain else "🔥 "
+        self.limits = ("", "", "", "") if plain else ("🧮 ", "📈 ", "🔋 ", "📏 ")
         self.tip = "-" if plain else "›"
         self.delta = "Mem delta" if plain else "Mem Δ"
 
@@ -116,6 +119,7 @@ def _summary(r: Report, g: _Glyphs) -> list[str]:
         )
     else:
         lines.append(f"{g.sm}{'Avg SM Activity:':<21}n/a ({s.sm_note})")
+    lines += limits_lines(r, g.limits)
     return [*lines, ""]
 
 
@@ -252,6 +256,7 @@ def render_text(report: Report, ascii_only: bool = False) -> str:
         + _summary(report, g)
         + _error(report, g)
         + _latency(report, g)
+        + limits_section(report, WIDTH)
         + experts_section(report, WIDTH)
         + text_section(report, WIDTH)
         + _memory(report, g)
