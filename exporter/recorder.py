@@ -42,6 +42,7 @@ class GpuSampleRecorder:
         self._sampler: Sampler | None = None
         self._writer: SampleWriter | None = None
         self._energy_base: dict[str, float] = {}
+        self._energy_used: dict[str, float] = {}
         self._last_flush = 0.0
 
     @property
@@ -97,6 +98,12 @@ class GpuSampleRecorder:
                 except OSError as exc:
                     log.warning("GPU samples file %s: %s", self.path, exc)
 
+    def energy_used_j(self, uuid: str) -> float | None:
+        """Joules the GPU ``uuid`` used from the first sample to the last (None: no counter).
+        A counter that went down (a driver reload) gives None rather than a wrong figure."""
+        used = self._energy_used.get(uuid)
+        return used if used is not None and used >= 0 else None
+
     def __enter__(self) -> GpuSampleRecorder:
         self.start()
         return self
@@ -118,6 +125,7 @@ class GpuSampleRecorder:
             energy = reading.energy_joules
             if energy is not None:
                 energy -= self._energy_base.setdefault(state.device.uuid, energy)
+                self._energy_used[state.device.uuid] = energy
             writer.write(
                 GpuSample(
                     t_ns=state.t_ns,

@@ -61,11 +61,21 @@ class PipelineMetrics:
             description="Generations running now",
         )
 
+        self.generation_energy = meter.create_histogram(
+            semconv.METRIC_GENERATION_ENERGY,
+            unit="J",
+            description="GPU energy of one generation (NVML's energy counter)",
+            explicit_bucket_boundaries_advisory=list(semconv.ENERGY_BUCKETS_J),
+        )
         self.instrumentation_errors = meter.create_counter(
             semconv.METRIC_INSTRUMENTATION_ERRORS,
             unit="{error}",
             description="Errors in wan-otel's instrumentation code (never raised into the model)",
         )
+
+    def energy(self, joules: float, root: Record) -> None:
+        """One finished generation's GPU energy (its application measures it)."""
+        self.generation_energy.record(joules, labels_of(root))
 
     def instrumentation_error(self, site: str) -> None:
         """Count one error of our own code; the site stays in the log, not in a label."""

@@ -79,7 +79,8 @@ def run_scope(
     """The run's generation, open for the block (see the module docstring)."""
     folder = _folder(plan)
     samples = folder.samples(plan.writer) if folder is not None and plan.records_samples else None
-    with gpu_samples(plan.device, samples):
+    sampling = GpuSampling()
+    with gpu_samples(plan.device, samples, sampling):
         if metrics is not None:
             metrics.started()
         generation = Generation(
@@ -113,6 +114,8 @@ def run_scope(
             if signals is not None:
                 signals.disarm()
             generation.finish(error)
+            if metrics is not None:
+                guard.call(_record_energy, metrics, generation, sampling)
             flush()
 
 
@@ -139,9 +142,38 @@ def _interrupt_attributes(generation: Generation, exc: RunInterrupted) -> dict[s
     return attrs
 
 
+@dataclass
+class GpuSampling:
+    """The in-process sampler of a run, once started (None on a CPU or without NVML)."""
+
+    recorder: Any = None
+
+    def energy_j(self, uuid: object) -> float | None:
+        if self.recorder is None or not isinstance(uuid, str):
+            return None
+        used: float | None = self.recorder.energy_used_j(uuid)
+        return used
+
+
+MIN_ENERGY_WINDOW_S = 1.0
+"""Shorter generations record no energy: the counter updates about every 0.1 s."""
+
+
+def _record_energy(metrics: PipelineMetrics, generation: Generation, sampling: GpuSampling) -> None:
+    """The generation's GPU energy into the energy histogram (this process's GPU)."""
+    outcome = generation.outcome
+    energy = sampling.energy_j(generation.root.attributes.get(semconv.GPU_UUID))
+    if outcome is None or energy is None or outcome.duration_s < MIN_ENERGY_WINDOW_S:
+        return
+    metrics.energy(energy, generation.root)
+
+
 @contextlib.contextmanager
-def gpu_samples(device: torch.device, path: Path | None) -> Iterator[None]:
-    """The in-process GPU sampler writing ``path``, on a GPU; any failure is one warning."""
+def gpu_samples(
+    device: torch.device, path: Path | None, sampling: GpuSampling | None = None
+) -> Iterator[None]:
+    """The in-process GPU sampler writing ``path``, on a GPU; any failure is one warning.
+    ``sampling`` keeps the recorder for what it measured (the run's energy)."""
     if device.type != "cuda" or path is None:
         yield
         return
@@ -152,6 +184,8 @@ def gpu_samples(device: torch.device, path: Path | None) -> Iterator[None]:
         recorder = GpuSampleRecorder(path, interval_s=SAMPLE_INTERVAL_S)
         if not recorder.start():
             recorder = None
+        elif sampling is not None:
+            sampling.recorder = recorder
     except Exception as exc:  # ImportError included: the exporter extra may be missing
         _log.warning("GPU samples will not be recorded: %s", exc)
         recorder = None

@@ -70,11 +70,15 @@ STORE_QUEUE_SIZE = 65536
 STORE_DELAY_MS = 500
 """How long a span waits before the store writes it (what a SIGKILL can lose)."""
 
-_HISTOGRAMS = (
-    semconv.METRIC_GENERATION_DURATION,
-    semconv.METRIC_STAGE_DURATION,
-    semconv.METRIC_STEP_DURATION,
-)
+_HISTOGRAMS = {
+    semconv.METRIC_GENERATION_DURATION: semconv.DURATION_BUCKETS_S,
+    semconv.METRIC_STAGE_DURATION: semconv.DURATION_BUCKETS_S,
+    semconv.METRIC_STEP_DURATION: semconv.DURATION_BUCKETS_S,
+    semconv.METRIC_COMM_DURATION: semconv.DURATION_BUCKETS_S,
+    semconv.METRIC_WAIT_DURATION: semconv.DURATION_BUCKETS_S,
+    semconv.METRIC_GENERATION_ENERGY: semconv.ENERGY_BUCKETS_J,
+}
+"""Bucket bounds pinned by views too, for SDKs that ignore the instruments' advice."""
 
 
 @dataclass
@@ -246,11 +250,8 @@ def setup_telemetry(config: TelemetryConfig) -> Telemetry:
         readers.append(reader)
         telemetry_kwargs["otlp_metrics"] = counting_metrics
     views = [
-        View(
-            instrument_name=name,
-            aggregation=ExplicitBucketHistogramAggregation(list(semconv.DURATION_BUCKETS_S)),
-        )
-        for name in _HISTOGRAMS
+        View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(list(bounds)))
+        for name, bounds in _HISTOGRAMS.items()
     ]
     meter_provider = MeterProvider(
         metric_readers=readers, resource=res, views=views, shutdown_on_exit=False

@@ -2,13 +2,16 @@
 
 Runs until SIGTERM or SIGINT, then stops gracefully (``server.py``): exit 0. A model that
 fails to load exits 1 (Kubernetes restarts the pod); bad flags, a busy port or a store used by
-another server are one line and exit 2.
+another server are one line and exit 2. The API key comes from ``--api-key`` or
+``$WAN_OTEL_API_KEY`` (the variable keeps it out of ``ps``); it is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import resource
 import signal
 import sys
 import threading
@@ -18,6 +21,8 @@ from types import FrameType
 from wan_otel import semconv
 from wan_otel.errors import ExitStatus, WanOtelError
 from wan_otel.pipeline.runner.model_flags import add_model_arguments, check_port, model_from_args
+from wan_otel.pipeline.serve.auth import API_KEY_ENV
+from wan_otel.pipeline.serve.connections import ConnectionLimits
 from wan_otel.pipeline.serve.engine import EngineConfig
 from wan_otel.pipeline.serve.server import ServeConfig, Server
 from wan_otel.store.run_store import RunStore, default_store_root
@@ -52,6 +57,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long the running job may take to finish before it is stopped "
         "(default 45: within Kubernetes' 60 s termination grace, with time to flush telemetry)",
     )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"require 'Authorization: Bearer KEY' on /v1/ routes (default: ${API_KEY_ENV}, "
+        "else no key); probes and /metrics stay open",
+    )
+    parser.add_argument(
+        "--retention-hours",
+        type=float,
+        default=168.0,
+        metavar="H",
+        help="how long a finished job and its video are kept (expires_at), then pruned; "
+        "0 keeps them for ever (default 168: a week)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=ConnectionLimits.max_connections,
+        metavar="N",
+        help="open connections served at once; more get a 503 (default "
+        f"{ConnectionLimits.max_connections})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=ConnectionLimits.idle_timeout_s,
+        metavar="S",
+        help="close a connection with no request under way after S s "
+        f"(default {ConnectionLimits.idle_timeout_s:g})",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=ConnectionLimits.read_timeout_s,
+        metavar="S",
+        help="a request's head, and then its body, must arrive within S s each; else 408 "
+        f"(default {ConnectionLimits.read_timeout_s:g})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -62,6 +105,22 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     if not math.isfinite(args.grace_seconds) or not 0 <= args.grace_seconds <= 3600:
         raise WanOtelError(f"--grace-seconds {args.grace_seconds}: must be 0 to 3600")
     check_port("--port", args.port)
+    hours = args.retention_hours
+    if not math.isfinite(hours) or not 0 <= hours <= 100 * 365 * 24:
+        raise WanOtelError(f"--retention-hours {hours}: must be 0 (keep) or more")
+    timeouts = (("--idle-timeout", args.idle_timeout), ("--read-timeout", args.read_timeout))
+    for flag, value in timeouts:
+        if not math.isfinite(value) or not 0.1 <= value <= 3600:
+            raise WanOtelError(f"{flag} {value}: must be 0.1 to 3600 seconds")
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+    if api_key is not None and not api_key.strip():
+        source = "--api-key" if args.api_key is not None else f"${API_KEY_ENV}"
+        raise WanOtelError(f"{source} is empty; give a key or leave it unset")
+    limits = ConnectionLimits(
+        max_connections=_max_connections(args.max_connections),
+        idle_timeout_s=args.idle_timeout,
+        read_timeout_s=args.read_timeout,
+    )
     store = RunStore(args.store or default_store_root())
     store.check_writable()
     engine = EngineConfig(model=model, store=store.root, record_prompt=args.record_prompt)
@@ -71,7 +130,30 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         port=args.port,
         max_queue=args.max_queue,
         grace_s=args.grace_seconds,
+        api_key=api_key.strip() if api_key is not None else None,
+        retention_s=hours * 3600 if hours > 0 else None,
+        connections=limits,
     )
+
+
+FILES_RESERVED = 256
+"""File descriptors kept for the model, the store and telemetry, beside connections."""
+
+
+def _max_connections(wanted: int) -> int:
+    """Check ``--max-connections`` and raise the open-file limit to fit it."""
+    if not 1 <= wanted <= 1_000_000:
+        raise WanOtelError(f"--max-connections {wanted}: must be 1 or more")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FILES_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise WanOtelError(
+                f"--max-connections {wanted}: the open-file limit is {hard}; "
+                f"give at most {hard - FILES_RESERVED}"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return wanted
 
 
 def _say(line: str) -> None:
@@ -93,6 +175,8 @@ def main(args: argparse.Namespace) -> int:
         _say(f"listening on http://{config.host}:{server.port} (store {store}); loading the model")
         if server.recovered:
             _say(f"{len(server.recovered)} job(s) lost by the previous server marked failed")
+        if config.api_key is not None:
+            _say("an API key is required on /v1/ routes")
         announced = False
         while not stop.wait(0.2):
             if server.load_error is not None:
@@ -114,6 +198,13 @@ def main(args: argparse.Namespace) -> int:
             + (f"; running job {report.stopped_running}" if report.stopped_running else "")
             + (f"; {report.dropped_spans} span(s) not delivered" if report.dropped_spans else "")
         )
+        if report.worker_stuck:
+            # Everything is on disk and flushed, but the worker thread is still inside torch.
+            # Interpreter teardown would destroy native thread pools under it (SIGABRT,
+            # "terminate called without an active exception"): leave without teardown.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(ExitStatus.OK)
         return ExitStatus.OK
     finally:
         for sig, handler in previous.items():

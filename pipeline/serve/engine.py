@@ -38,7 +38,7 @@ from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.pipeline.serve.jobs import Job
 from wan_otel.pipeline.serve.persist import JobFiles
 from wan_otel.pipeline.serve.tracing import queue_wait_hook, startup_link
-from wan_otel.pipeline.serve.validation import Limits, limits_for
+from wan_otel.pipeline.serve.validation import Limits, ModelNames, limits_for
 from wan_otel.store.run_store import RunStore, new_run_id
 
 WARMUP_PROMPT = "warm-up"
@@ -94,6 +94,7 @@ class Engine:
         self.limits: Limits | None = None
         self.model_name = self.spec.name
         self.task = self.spec.task
+        self.names = self._names()
         self.startup_run_id: str | None = None
         self._startup: SpanStream | None = None
         self._pipes: dict[bool, Any] = {}
@@ -120,7 +121,13 @@ class Engine:
             )
             self._pipes[self.spec.needs_image] = self._instrumented = pipe
             self.model_name, self.task = built.model_name, built.task
-            self.limits = limits_for(pipe, self.config.source, image_refusal=self._image_refusal())
+            self.names = self._names()
+            self.limits = limits_for(
+                pipe,
+                self.config.source,
+                image_refusal=self._image_refusal(),
+                two_experts=self.spec.two_experts,
+            )
             # The smallest shapes the model takes, with two latent frames and two steps.
             side, frames = 2 * self.limits.spatial_multiple, self.limits.temporal_multiple + 1
             warmup = replace(self._request(run_id), width=side, height=side, frames=frames)
@@ -143,6 +150,12 @@ class Engine:
             metrics=metrics,
             listeners=listeners,
         )
+
+    def _names(self) -> ModelNames:
+        """The served model's name, then the preset's or the checkpoint folder's."""
+        model_dir = self.config.model.model_dir
+        alias = model_dir.resolve().name if model_dir is not None else self.config.source
+        return ModelNames(self.model_name, (alias,))
 
     def _image_refusal(self) -> str | None:
         if self.spec.needs_image:
@@ -201,7 +214,7 @@ class Engine:
         base: dict[str, Any] = dict(
             model=c.model, run_id=run_id, store=self.store, record_prompt=c.record_prompt,
             max_sequence_length=c.model.max_sequence_length or d.max_sequence_length,
-            guidance_2=d.guidance_2,
+            guidance_2=d.guidance_2 if job is None else job.request.guidance_scale_2,
         )  # fmt: skip
         if job is None:
             return RunRequest(

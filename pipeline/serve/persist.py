@@ -3,6 +3,7 @@
     <store>/<run id>/job.json       the job as the API shows it (rewritten at each status change)
     <store>/<run id>/input.<ext>    the uploaded first frame, if any
     <store>/<run id>/video.mp4      the result
+    <store>/<run id>/thumbnail.webp its first frame, made when first asked for
     <store>/<run id>/...            its run: spans, GPU samples, summary (the run store's)
 
 ``job.json`` is written when a job is queued (before the 202 answer) and when it ends, to a
@@ -10,15 +11,18 @@ temporary file then renamed, so a crash leaves the old record or the new one, ne
 one. While a job runs, its record on disk still says queued: the API shows progress from
 memory, and a disk write on the way from the request to the GPU would add to every request's
 latency. At start, jobs whose record says queued were lost with the previous process (queued
-or running): ``recover`` marks them failed. One server per store: a
-lock file keeps a second one from marking the first one's live jobs failed.
+or running): ``recover`` marks them failed. Deleting a job (the API's ``DELETE``, or its
+retention running out) removes its whole run folder. One server per store: a lock file keeps
+a second one from marking the first one's live jobs failed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +32,7 @@ from wan_otel.store.run_store import RunStore
 
 JOB_FILE = "job.json"
 VIDEO_FILE = "video.mp4"
+THUMBNAIL_FILE = "thumbnail.webp"
 INPUT_STEM = "input"
 LOCK_FILE = ".wan-otel-serve.lock"
 LIVE = ("queued", "in_progress")
@@ -45,6 +50,18 @@ class JobFiles:
 
     def video(self, job_id: str) -> Path:
         return self.store.folder(job_id).file(VIDEO_FILE)
+
+    def thumbnail(self, job_id: str) -> Path:
+        return self.store.folder(job_id).file(THUMBNAIL_FILE)
+
+    def remove(self, job_id: str) -> None:
+        """The job's run folder and everything in it (its record, video, spans)."""
+        try:
+            path = self.folder(job_id)
+        except WanOtelError:  # not a run id: nothing of ours
+            return
+        # A link where a run folder should be is not followed (rmtree refuses it).
+        shutil.rmtree(path, ignore_errors=True)
 
     def create(self, job_id: str) -> None:
         """The job's run folder, if it does not exist yet (an upload may have made it)."""
@@ -91,8 +108,9 @@ class JobFiles:
                 if record is not None:
                     yield record
 
-    def recover(self, now_s: float) -> list[dict[str, Any]]:
-        """Mark jobs a previous process left queued or in progress as failed; return them."""
+    def recover(self, now_s: float, retention_s: float | None = None) -> list[dict[str, Any]]:
+        """Mark jobs a previous process left queued or in progress as failed (expiring after
+        ``retention_s``); return them."""
         lost = []
         for record in self.records():
             status = record.get("status")
@@ -100,6 +118,8 @@ class JobFiles:
                 continue
             record["status"] = "failed"
             record["completed_at"] = int(now_s)
+            if retention_s is not None:
+                record["expires_at"] = int(now_s) + math.ceil(retention_s)
             record["error"] = {
                 "code": "server_restarted",
                 "message": "the server stopped before this job finished; submit it again",

@@ -1,4 +1,5 @@
-"""OTel instruments of the server: queue wait, queue depth and capacity, jobs, HTTP requests.
+"""OTel instruments of the server: queue wait, queue depth and capacity, jobs, HTTP requests
+(counted by an ASGI middleware as each answer starts).
 
 Depth and capacity are observable gauges read from the queue at each collection (a scrape of
 ``/metrics``), so they are exact whenever they are read. Labels are bounded: the model, a
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from wan_otel import __version__, semconv
+from wan_otel.pipeline.serve.asgi import Asgi, Message, Receive, Scope, Send
 
 METER_NAME = "wan_otel.pipeline.serve"
 
@@ -69,3 +71,21 @@ class ServerMetrics:
                 semconv.HTTP_RESPONSE_STATUS_CODE: status,
             },
         )
+
+
+def counting(app: Asgi, metrics: ServerMetrics, route_of: Callable[[Scope], str]) -> Asgi:
+    """``app`` with each HTTP answer counted by method, route template and status."""
+
+    async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                metrics.answered(str(scope["method"]), route_of(scope), int(message["status"]))
+            await send(message)
+
+        await app(scope, receive, counting_send)
+
+    return counted

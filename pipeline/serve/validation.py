@@ -1,18 +1,16 @@
-"""Request validation: a ``POST /v1/videos`` body becomes a ``VideoRequest`` the loaded model
-can take, or an ``ApiError`` (400) that names the field and says what is allowed.
+"""Request validation: the fields of a ``POST /v1/videos`` (JSON or form, OpenAI's and
+vLLM-Omni's names) become a ``VideoRequest`` the loaded model can take, or an ``ApiError``
+(400) that names the field and says what is allowed.
 
 The limits come from the model itself (``limits_for``): width and height are multiples of the
 VAE's spatial factor times the transformer's patch size (TI2V-5B: 16 x 2 = 32), frame counts
 are ``4k + 1`` (the VAE's temporal factor), and the largest sizes, frame counts and step counts
-keep one request from holding the GPU for hours or running it out of memory.
+keep one request from holding the GPU for hours or running it out of memory. A form sends
+every value as text, so numbers are taken as JSON numbers or as decimal strings alike.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
-import json
 import math
 import re
 import secrets
@@ -21,24 +19,31 @@ from typing import Any
 
 from wan_otel.pipeline.runner import presets
 from wan_otel.pipeline.serve.errors import ApiError
+from wan_otel.pipeline.serve.images import InputImage, decode_image, image_from_reference
 
 FIELDS: dict[str, str] = {
     "prompt": "text to generate from (required)",
     "negative_prompt": "text to steer away from",
-    "size": "'WIDTHxHEIGHT' in pixels",
+    "model": "the served model's name (optional)",
+    "size": "'WIDTHxHEIGHT' in pixels (or width and height)",
+    "width": "width in pixels",
+    "height": "height in pixels",
     "seconds": "video length in seconds (instead of num_frames)",
     "num_frames": "frame count, 4k+1",
+    "fps": "frames per second of the mp4",
     "num_inference_steps": "denoising steps",
     "guidance_scale": "classifier-free guidance scale",
-    "fps": "frames per second of the mp4",
+    "guidance_scale_2": "the second expert's guidance scale (two-expert models)",
     "seed": "random seed (default: one the server picks and reports)",
-    "input_reference": "first frame: a data URL, data:image/png;base64,...",
-    "model": "the served model's name (optional)",
+    "input_reference": "first frame: an uploaded image, a data URL or {'image_url': data URL}",
+    "image_reference": "first frame as {'image_url': data URL} (vLLM-Omni's name)",
+    "user": "an end-user id (accepted, not stored)",
 }
-IMAGE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 MAX_SEED = 2**63 - 1
-_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
-_DATA_URL = re.compile(r"^data:(image/[a-z]+);base64,(.*)$", re.DOTALL)
+MAX_USER_CHARS = 256
+_SIZE = re.compile(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*")
+_INT_TEXT = re.compile(r"\s*[+-]?\d{1,20}\s*")
+_FLOAT_TEXT = re.compile(r"\s*[+-]?(\d{1,20}(\.\d{0,20})?|\.\d{1,20})([eE][+-]?\d{1,3})?\s*")
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,23 @@ class Limits:
     max_image_side: int = 4096
     image_refusal: str | None = None
     """Why ``input_reference`` is refused on this server; None: it is accepted."""
+    two_experts: bool = False
+    """``guidance_scale_2`` is taken (a model with a second expert)."""
 
 
 @dataclass(frozen=True)
-class InputImage:
-    """A first frame as uploaded (validated by decoding it)."""
+class ModelNames:
+    """The names a request's ``model`` may give: the served model's, then its aliases."""
 
-    data: bytes
-    suffix: str
-    width: int
-    height: int
+    served: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return (self.served, *(a for a in self.aliases if a.lower() != self.served.lower()))
+
+    def accepts(self, name: str) -> bool:
+        return name.lower() in {a.lower() for a in self.allowed}
 
 
 @dataclass(frozen=True)
@@ -84,43 +96,32 @@ class VideoRequest:
     fps: int
     seed: int
     image: InputImage | None = None
+    guidance_scale_2: float | None = None
 
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
 
-def limits_for(pipe: Any, source: str, *, image_refusal: str | None = None) -> Limits:
+def limits_for(
+    pipe: Any, source: str, *, image_refusal: str | None = None, two_experts: bool = False
+) -> Limits:
     """Limits of a built Wan pipeline: its VAE and patch factors, and caps by model size."""
     patch = getattr(pipe.transformer.config, "patch_size", (1, 2, 2))
     spatial = int(pipe.vae_scale_factor_spatial) * int(patch[1])
     temporal = int(pipe.vae_scale_factor_temporal)
-    if source == presets.TINY:  # toy weights on a CPU: keep requests toy-sized too
-        return Limits(spatial, temporal, 256, 33, 50, image_refusal=image_refusal)
-    return Limits(spatial, temporal, 1280, 121, 100, image_refusal=image_refusal)
-
-
-def parse_json(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or 400 saying where it breaks."""
-    try:
-        body = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"body is not UTF-8 JSON: {exc.reason}", code="invalid_json") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400,
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            code="invalid_json",
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object", code="invalid_json")
-    return body
+    if source in (presets.TINY, presets.TINY_A14B):  # toy weights: keep requests toy-sized too
+        return Limits(spatial, temporal, 256, 33, 50, image_refusal=image_refusal,
+                      two_experts=two_experts)  # fmt: skip
+    return Limits(
+        spatial, temporal, 1280, 121, 100, image_refusal=image_refusal, two_experts=two_experts
+    )
 
 
 def validate(
-    body: dict[str, Any], limits: Limits, defaults: presets.Defaults, model_name: str
+    body: dict[str, Any], limits: Limits, defaults: presets.Defaults, names: ModelNames
 ) -> VideoRequest:
-    """Check every field of a request body against the model's limits."""
+    """Check every field of a request against the model's limits."""
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise ApiError(
@@ -130,20 +131,32 @@ def validate(
             param=unknown[0],
         )
     model = body.get("model")
-    if model is not None and str(model).lower() != model_name.lower():
+    if model is not None and (not isinstance(model, str) or not names.accepts(model)):
+        allowed = ", ".join(repr(n) for n in names.allowed)
         raise ApiError(
             400,
-            f"model {model!r} is not served here; this server serves {model_name!r}",
+            f"model {model!r} is not served here; allowed: {allowed}",
             code="model_not_found",
             param="model",
         )
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_CHARS):
+        raise _bad("user", f"must be a string of at most {MAX_USER_CHARS} characters")
     prompt = _text(body, "prompt", limits, required=True)
     assert prompt is not None
-    width, height = _size(body.get("size"), limits, defaults)
+    width, height = _size(body, limits, defaults)
     fps = _integer(body, "fps", 1, limits.max_fps, defaults.fps)
     frames = _frames(body, limits, defaults, fps)
     steps = _integer(body, "num_inference_steps", 1, limits.max_steps, defaults.steps)
-    guidance = _number(body, "guidance_scale", limits.min_guidance, limits.max_guidance, None)
+    guidance = _number(body, "guidance_scale", limits.min_guidance, limits.max_guidance)
+    guidance_2 = _number(body, "guidance_scale_2", limits.min_guidance, limits.max_guidance)
+    if guidance_2 is not None and not limits.two_experts:
+        raise ApiError(
+            400,
+            "guidance_scale_2: this server's model has one expert; use guidance_scale",
+            code="unsupported_parameter",
+            param="guidance_scale_2",
+        )
     seed = _optional_integer(body, "seed", 0, MAX_SEED)
     return VideoRequest(
         prompt=prompt,
@@ -153,9 +166,10 @@ def validate(
         num_frames=frames,
         num_inference_steps=steps,
         guidance_scale=defaults.guidance if guidance is None else guidance,
+        guidance_scale_2=defaults.guidance_2 if guidance_2 is None else guidance_2,
         fps=fps,
         seed=secrets.randbits(63) if seed is None else seed,
-        image=_image(body.get("input_reference"), limits),
+        image=_image(body, limits),
     )
 
 
@@ -175,25 +189,41 @@ def _text(body: dict[str, Any], name: str, limits: Limits, *, required: bool) ->
         raise _bad(name, "must be a non-empty string")
     if len(value) > limits.max_prompt_chars:
         raise _bad(name, f"{len(value)} characters; at most {limits.max_prompt_chars}")
+    try:
+        value.encode("utf-8")  # a lone surrogate (JSON "\ud800") has no UTF-8 form
+    except UnicodeEncodeError as exc:
+        raise _bad(name, f"not valid Unicode text (a lone surrogate at {exc.start})") from None
     return value
 
 
-def _size(value: Any, limits: Limits, defaults: presets.Defaults) -> tuple[int, int]:
-    if value is None:
-        return defaults.width, defaults.height
+def _size(body: dict[str, Any], limits: Limits, defaults: presets.Defaults) -> tuple[int, int]:
     m, lo, hi = limits.spatial_multiple, limits.spatial_multiple, limits.max_side
     allowed = (
         f"width and height must be multiples of {m} from {lo} to {hi} "
         f"(e.g. '{defaults.width}x{defaults.height}')"
     )
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise _bad("size", f"{value!r} is not 'WIDTHxHEIGHT'; {allowed}")
-    width, height = int(match[1]), int(match[2])
-    for side in (width, height):
+    value = body.get("size")
+    width = _optional_integer(body, "width", 1, 99_999)
+    height = _optional_integer(body, "height", 1, 99_999)
+    if value is not None:
+        match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise _bad("size", f"{value!r} is not 'WIDTHxHEIGHT'; {allowed}")
+        given = int(match[1]), int(match[2])
+        if (width is not None and width != given[0]) or (height is not None and height != given[1]):
+            raise _bad("size", f"{value!r} disagrees with width {width} and height {height}")
+        param = "size"
+    elif width is None and height is None:
+        return defaults.width, defaults.height
+    else:
+        if width is None or height is None:
+            missing = "width" if width is None else "height"
+            raise _bad(missing, "give width and height together (or size)")
+        given, param, value = (width, height), "width", f"{width}x{height}"
+    for side in given:
         if side % m or not lo <= side <= hi:
-            raise _bad("size", f"{value!r}: {allowed}")
-    return width, height
+            raise _bad(param, f"{value!r}: {allowed}")
+    return given
 
 
 def _frames(body: dict[str, Any], limits: Limits, defaults: presets.Defaults, fps: int) -> int:
@@ -202,8 +232,10 @@ def _frames(body: dict[str, Any], limits: Limits, defaults: presets.Defaults, fp
     if body.get("seconds") is not None:
         if body.get("num_frames") is not None:
             raise _bad("seconds", "give seconds or num_frames, not both")
-        seconds = _number(body, "seconds", 0.0, float(limits.max_frames), None, text_ok=True)
+        seconds = _number(body, "seconds", 0.0, float(limits.max_frames))
         assert seconds is not None
+        if seconds <= 0:
+            raise _bad("seconds", f"{seconds:g} must be more than 0")
         frames = k * round(seconds * fps / k) + 1
         if frames > limits.max_frames:
             longest = (limits.max_frames - 1) / fps
@@ -228,64 +260,44 @@ def _optional_integer(body: dict[str, Any], name: str, lo: int, hi: int) -> int 
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer():
+    text = isinstance(value, str) and _INT_TEXT.fullmatch(value) is not None
+    whole = isinstance(value, float) and value.is_integer() and abs(value) < 2**63
+    if text or whole:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(name, f"{value!r} is not an integer; allowed {lo} to {hi}")
+        raise _bad(name, f"{_shown(value)} is not an integer; allowed {lo} to {hi}")
     if not lo <= value <= hi:
         raise _bad(name, f"{value} is out of range; allowed {lo} to {hi}")
     return value
 
 
-def _number(
-    body: dict[str, Any],
-    name: str,
-    lo: float,
-    hi: float,
-    default: float | None,
-    *,
-    text_ok: bool = False,
-) -> float | None:
+def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
     value = body.get(name)
     if value is None:
-        return default
-    if text_ok and isinstance(value, str):  # OpenAI's API sends seconds as a string
-        try:
-            value = float(value)
-        except ValueError:
-            raise _bad(name, f"{value!r} is not a number") from None
+        return None
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value):
+        value = float(value)  # OpenAI's API sends seconds as a string; a form sends them all
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _bad(name, f"{value!r} is not a number; allowed {lo:g} to {hi:g}")
-    if not lo <= value <= hi or (text_ok and value <= 0):
+        raise _bad(name, f"{_shown(value)} is not a number; allowed {lo:g} to {hi:g}")
+    if not lo <= value <= hi:
         raise _bad(name, f"{value:g} is out of range; allowed {lo:g} to {hi:g}")
     return float(value)
 
 
-def _image(value: Any, limits: Limits) -> InputImage | None:
-    if value is None:
-        return None
-    if limits.image_refusal is not None:
-        raise ApiError(
-            400, limits.image_refusal, code="unsupported_parameter", param="input_reference"
-        )
-    types = ", ".join(IMAGE_TYPES)
-    match = _DATA_URL.match(value) if isinstance(value, str) else None
-    if match is None or match[1] not in IMAGE_TYPES:
-        raise _bad("input_reference", f"must be a base64 data URL of {types}")
-    try:
-        data = base64.b64decode(match[2], validate=True)
-    except (binascii.Error, ValueError):
-        raise _bad("input_reference", "the data URL's base64 is malformed") from None
-    if len(data) > limits.max_image_bytes:
-        raise _bad("input_reference", f"{len(data)} bytes; at most {limits.max_image_bytes}")
-    from PIL import Image, UnidentifiedImageError
+def _shown(value: Any) -> str:
+    """A value in a message: its repr, cut short (a hostile one can be megabytes)."""
+    text = repr(value) if not isinstance(value, bytes | bytearray) else "a file"
+    return text if len(text) <= 40 else text[:37] + "..."
 
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if max(width, height) > limits.max_image_side:
-                raise _bad("input_reference", f"{width}x{height}; at most {limits.max_image_side}")
-            image.load()  # decode fully: a truncated file fails here, not in the worker
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise _bad("input_reference", f"not a readable image ({exc})") from None
-    return InputImage(data, IMAGE_TYPES[match[1]], width, height)
+
+def _image(body: dict[str, Any], limits: Limits) -> InputImage | None:
+    given = [name for name in ("input_reference", "image_reference") if body.get(name) is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise _bad("image_reference", "give input_reference or image_reference, not both")
+    name = given[0]
+    if limits.image_refusal is not None:
+        raise ApiError(400, limits.image_refusal, code="unsupported_parameter", param=name)
+    data = image_from_reference(name, body[name])
+    return decode_image(name, data, limits.max_image_bytes, limits.max_image_side)

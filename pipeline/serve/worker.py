@@ -1,9 +1,10 @@
 """The worker: one thread that takes queued jobs and runs them, one at a time (one GPU).
 
 A job ends completed, failed (the model raised: its error is shown, its spans end with status
-ERROR, and the worker goes on with the next job) or cancelled. Stopping is cooperative: the
-pipeline's step callback asks ``stop_reason`` after every step, so a client's cancel or a
-shutdown past its grace period stops a run within one step.
+ERROR, and the worker goes on with the next job) or cancelled (deleted while it ran: then
+removed). Stopping is cooperative: the pipeline's step callback asks ``stop_reason`` after
+every step, so a client's delete or a shutdown past its grace period stops a run within one
+step.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import threading
 from wan_otel import semconv
 from wan_otel.pipeline.instrumentation.generation import Record
 from wan_otel.pipeline.serve.engine import Engine, GenerationStopped
-from wan_otel.pipeline.serve.jobs import CANCELLED, COMPLETED, FAILED, Job, JobQueue
+from wan_otel.pipeline.serve.job_queue import JobQueue
+from wan_otel.pipeline.serve.jobs import CANCELLED, COMPLETED, FAILED, Job
 from wan_otel.pipeline.serve.server_metrics import ServerMetrics
 
 _log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class Worker:
         def stop_reason() -> str | None:
             if self._abort is not None:
                 return self._abort
-            return "cancelled by the client" if job.cancel_requested else None
+            return "deleted by the client" if job.cancel_requested else None
 
         status, error = COMPLETED, None
         try:
@@ -84,6 +86,13 @@ class Worker:
             _log.warning("job %s failed: %s", job.id, error["message"])
         self._queue.finish(job, status, error)
         self._metrics.finished(status)
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait for the thread to end (after ``stop``); False while it is still inside a
+        generation that has not reached its next step."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     def stop(self, grace_s: float, abort_wait_s: float) -> bool:
         """Take no more jobs; let the running one finish within ``grace_s``, else stop it

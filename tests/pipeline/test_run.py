@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import torch
 
 from tests.pipeline.test_telemetry import tiny_config
 from wan_otel.pipeline.runner.run import RunRequest
@@ -83,3 +84,39 @@ def test_a_missing_or_broken_sampler_is_one_warning(
         pass
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["GPU samples will not be recorded: NVML exploded"]
+
+
+class _EnergyRecorder(_FakeRecorder):
+    """A GPU sampler whose GPU used 1,234.5 J over the run."""
+
+    def energy_used_j(self, uuid: str) -> float | None:
+        return 1234.5 if uuid == "GPU-test" else None
+
+
+def test_a_gpu_runs_energy_goes_into_the_energy_histogram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metrics: Any, spans: Any
+) -> None:
+    import time as clock
+
+    from wan_otel import semconv as sc
+    from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics
+    from wan_otel.pipeline.instrumentation.guard import Guard
+    from wan_otel.pipeline.instrumentation.span_stream import SpanStream
+    from wan_otel.pipeline.runner.run_scope import RunPlan, run_scope
+    from wan_otel.store import RunStore
+
+    _FakeRecorder.made = []
+    _fake_module(monkeypatch, _EnergyRecorder)
+    plan = RunPlan(
+        "energy",
+        torch.device("cuda"),
+        RunStore(tmp_path),
+        attributes={sc.GPU_UUID: "GPU-test", sc.MODEL_NAME: "m"},
+    )
+    pipeline_metrics = PipelineMetrics(metrics.provider)
+    stream = SpanStream(spans.provider.get_tracer("t"))
+    with run_scope(plan, stream, guard=Guard(), flush=lambda: None, metrics=pipeline_metrics):
+        clock.sleep(1.05)  # the counter updates every 0.1 s: shorter runs record no energy
+    (point,) = metrics.points(sc.METRIC_GENERATION_ENERGY)
+    assert point.sum == 1234.5 and point.count == 1
+    assert point.attributes[sc.LABEL_MODEL] == "m"
