@@ -46,6 +46,7 @@ def serve(mode: str, port: int) -> None:
     from prometheus_client.registry import Collector
 
     from wan_otel.exporter.collector import SnapshotCollector
+    from wan_otel.exporter.exposition import Exposition
     from wan_otel.exporter.fake import FakeBackend, FakeGpu
     from wan_otel.exporter.sampler import Sampler
     from wan_otel.exporter.server import ExporterServer, make_app
@@ -53,9 +54,14 @@ def serve(mode: str, port: int) -> None:
     backend = FakeBackend(
         [FakeGpu() for _ in range(GPUS)], call_cost_s=CALL_COST_S, gpm_cost_s=GPM_COST_S
     )
-    sampler = Sampler(backend, INTERVAL_S)
-    snapshot = SnapshotCollector(sampler, hostname="bench")
     registry = CollectorRegistry()
+    metrics: CollectorRegistry | Exposition = registry
+    on_sample = None
+    if mode == "snapshot":  # wired as the CLI wires it: each sample encoded once, after it
+        metrics = exposition = Exposition(registry)
+        on_sample = lambda _snapshot: exposition.prepare()  # noqa: E731
+    sampler = Sampler(backend, INTERVAL_S, on_sample=on_sample)
+    snapshot = SnapshotCollector(sampler, hostname="bench")
     if mode == "snapshot":
         registry.register(snapshot)
         sampler.start()
@@ -71,7 +77,7 @@ def serve(mode: str, port: int) -> None:
                 yield from snapshot.collect()
 
         registry.register(Naive())
-    server = ExporterServer(make_app(registry, lambda: True), "127.0.0.1", port)
+    server = ExporterServer(make_app(metrics, lambda: True), "127.0.0.1", port)
     server.start()
     signal.sigwait({signal.SIGTERM})
     server.stop()

@@ -1,5 +1,6 @@
-"""``wan-otel exporter``: the GPU metrics sidecar. Builds the backend, sampler, collector and
-HTTP server, then runs until SIGTERM or SIGINT (and exits within a second of it).
+"""``wan-otel exporter``: the GPU metrics sidecar. Checks every flag, builds the backend,
+sampler, collector and HTTP server, then runs until SIGTERM or SIGINT (and exits within a second
+of it). A bad flag, a busy port or an address that cannot be bound is one line and exit 2.
 
 Never imports torch or diffusers; NVML is imported only when ``--backend nvml`` runs.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
@@ -22,27 +25,73 @@ from wan_otel import semconv
 from wan_otel.errors import ExitStatus, WanOtelError
 from wan_otel.exporter.backend import GpuBackend
 from wan_otel.exporter.collector import SnapshotCollector
+from wan_otel.exporter.exposition import Exposition, Throttled
 from wan_otel.exporter.procinfo import ProcessResolver
-from wan_otel.exporter.sampler import Sampler, check_interval
-from wan_otel.exporter.server import ExporterServer, make_app
+from wan_otel.exporter.sampler import MAX_INTERVAL_S, MIN_INTERVAL_S, Sampler, check_interval
+from wan_otel.exporter.server import ExporterServer, ServerLimits, make_app
 
 log = logging.getLogger(__name__)
 
 
+MAX_FAKE_GPUS = 256
+MAX_TIMEOUT_S = 3600.0
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _port(text: str) -> int:
+    port = _integer(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535 (0 picks a free one)")
+    return port
+
+
 def _interval(text: str) -> float:
     try:
-        return check_interval(float(text))
+        return check_interval(_number(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _timeout(text: str) -> float:
+    seconds = _number(text)
+    if math.isnan(seconds) or not 0 < seconds <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"timeout {text} s is outside (0, {MAX_TIMEOUT_S:g}] seconds"
+        )
+    return seconds
+
+
+def _count(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        n = _integer(text)
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{what} {n} is outside {low}..{high}")
+        return n
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    limits = ServerLimits()
     parser.add_argument(
         "--host", default="0.0.0.0", help="address to listen on (default: all, for scrapes)"
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=semconv.EXPORTER_DEFAULT_PORT,
         help=f"TCP port (default {semconv.EXPORTER_DEFAULT_PORT}; 0 picks a free one)",
     )
@@ -51,21 +100,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_interval,
         default=0.5,
         metavar="SECONDS",
-        help="seconds between GPU samples, at least 0.1 for GPM (default 0.5)",
+        help=f"seconds between GPU samples, {MIN_INTERVAL_S:g} (GPM's floor) to "
+        f"{MAX_INTERVAL_S:g} (default 0.5)",
     )
     parser.add_argument("--backend", choices=("nvml", "fake"), default="nvml")
     parser.add_argument(
         "--fake-profile",
-        default="0.5",
+        default=None,
         metavar="SPEC",
         help="fake backend: per-GPU duty cycles, comma-separated BUSY[/PERIOD_S] (default 0.5)",
     )
     parser.add_argument(
-        "--fake-gpus", type=int, default=None, metavar="N", help="fake backend: GPU count"
+        "--fake-gpus",
+        type=_count(1, MAX_FAKE_GPUS, "GPU count"),
+        default=None,
+        metavar="N",
+        help=f"fake backend: GPU count, 1..{MAX_FAKE_GPUS} (default: one per profile)",
     )
     parser.add_argument(
         "--no-processes", action="store_true", help="do not export per-process GPU memory"
     )
+    http = parser.add_argument_group("HTTP limits")
+    http.add_argument(
+        "--max-connections",
+        type=_count(1, 65536, "connection limit"),
+        default=limits.max_connections,
+        metavar="N",
+        help="open connections at most; one more is answered 503 "
+        f"(default {limits.max_connections})",
+    )
+    for flag, default, meaning in (
+        ("--header-timeout", limits.header_timeout_s, "for a request head to arrive"),
+        ("--idle-timeout", limits.idle_timeout_s, "a kept-alive connection may wait idle"),
+        ("--write-timeout", limits.write_timeout_s, "for a client to take its response"),
+    ):
+        http.add_argument(
+            flag,
+            type=_timeout,
+            default=default,
+            metavar="SECONDS",
+            help=f"seconds {meaning} (default {default:g}; at most {MAX_TIMEOUT_S:g})",
+        )
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check flag by flag: the fake-only flags need the fake backend."""
+    if args.backend != "fake":
+        for flag in ("fake_profile", "fake_gpus"):
+            if getattr(args, flag) is not None:
+                name = "--" + flag.replace("_", "-")
+                raise WanOtelError(f"{name} needs --backend fake (the backend is {args.backend})")
 
 
 def build_backend(args: argparse.Namespace) -> GpuBackend:
@@ -73,7 +157,8 @@ def build_backend(args: argparse.Namespace) -> GpuBackend:
         from wan_otel.exporter.fake import FakeBackend, parse_profiles
 
         try:
-            return FakeBackend(parse_profiles(args.fake_profile, args.fake_gpus))
+            spec = "0.5" if args.fake_profile is None else args.fake_profile
+            return FakeBackend(parse_profiles(spec, args.fake_gpus))
         except ValueError as exc:
             raise WanOtelError(str(exc)) from None
     from wan_otel.exporter.nvml import NvmlBackend
@@ -82,23 +167,37 @@ def build_backend(args: argparse.Namespace) -> GpuBackend:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_arguments(args)
     backend = build_backend(args)
     pod, namespace = os.environ.get("POD_NAME", ""), os.environ.get("POD_NAMESPACE", "")
+    registry = CollectorRegistry()
+    exposition = Exposition(registry)
     sampler = Sampler(
         backend,
         args.interval,
         processes=not args.no_processes,
         resolver=ProcessResolver(own_pod=pod, own_namespace=namespace),
+        # Each sample is encoded once, here on the sampler's thread, not on a scrape's path.
+        on_sample=lambda _snapshot: exposition.prepare(),
     )
-    registry = CollectorRegistry()
     registry.register(
         SnapshotCollector(sampler, hostname=socket.gethostname(), pod=pod, namespace=namespace)
     )
-    ProcessCollector(registry=registry)  # the exporter's own CPU and RSS
+    # The exporter's own CPU and RSS, read from /proc at most once a second, not per scrape.
+    registry.register(Throttled(ProcessCollector(registry=None), max_age_s=1.0))
+    limits = ServerLimits(
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout,
+        idle_timeout_s=args.idle_timeout,
+        write_timeout_s=args.write_timeout,
+    )
     try:
-        server = ExporterServer(make_app(registry, sampler.ready), args.host, args.port)
+        server = ExporterServer(
+            make_app(exposition, sampler.ready), args.host, args.port, limits=limits
+        )
     except OSError as exc:
-        raise WanOtelError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        reason = exc.strerror or str(exc)
+        raise WanOtelError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
 
     stop = threading.Event()
 

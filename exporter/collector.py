@@ -1,7 +1,8 @@
 """``SnapshotCollector``: turns the sampler's latest snapshot into Prometheus metric families.
 
 A prometheus_client custom collector: ``collect()`` serves families built from the snapshot
-(once per snapshot) and never calls the backend, so a scrape costs the same whatever NVML is
+(once per snapshot, the same objects until the next; only the snapshot's age is new on each
+scrape) and never calls the backend, so a scrape costs the same whatever NVML is
 doing. Names and labels come from ``wan_otel.semconv``; a field the GPU does not support has no
 series (never a 0), and a GPU missing from the snapshot (failed read) has none at all.
 ``collect()`` never raises: a GPU whose series cannot be built is left out and logged once.
@@ -72,8 +73,8 @@ class SnapshotCollector:
         self._hostname = hostname
         self._labels = (*semconv.GPU_LABELS, *(k for k, _ in self._extra))
         self._failed: set[str] = set()
-        # GPU families depend only on the snapshot: built once per snapshot, not per scrape.
-        self._built: tuple[Snapshot, list[Metric]] | None = None
+        # Families of the current snapshot, built once per snapshot, not per scrape.
+        self._built: tuple[Snapshot, tuple[Metric, ...]] | None = None
 
     def describe(self) -> list[Metric]:
         return []  # no fixed set of series; keeps register() from calling collect()
@@ -81,26 +82,33 @@ class SnapshotCollector:
     def collect(self) -> Iterator[Metric]:
         snapshot = self._sampler.snapshot
         age = self._sampler.snapshot_age_s()
-        built = self._built
-        if built is None or built[0] is not snapshot:
-            built = self._built = (snapshot, self._gpu_metrics(snapshot))
-        yield from built[1]
-
-        up = GaugeMetricFamily(semconv.EXPORTER_UP, HELP[semconv.EXPORTER_UP])
-        up.add_metric([], 1.0 if snapshot.up else 0.0)
-        yield up
-        errors = _family("counter", semconv.EXPORTER_NVML_ERRORS, [semconv.LABEL_CALL])
-        for call, count in sorted(snapshot.errors.items()):
-            errors.add_metric([call], float(count))
-        yield errors
-        if snapshot.duration_s is not None:
-            duration = _family("gauge", semconv.EXPORTER_SAMPLE_DURATION, [])
-            duration.add_metric([], snapshot.duration_s)
-            yield duration
+        yield from self._snapshot_families(snapshot)
         if age is not None:
             age_family = _family("gauge", semconv.EXPORTER_SAMPLE_AGE, [])
             age_family.add_metric([], age)
-            yield age_family
+            yield age_family  # the only family that changes between two samples
+
+    def _snapshot_families(self, snapshot: Snapshot) -> tuple[Metric, ...]:
+        """Every family that depends only on ``snapshot``: built on its first scrape, then the
+        same objects, never changed, until the next snapshot. ``Exposition`` relies on both to
+        encode them once per sample rather than once per scrape."""
+        built = self._built
+        if built is None or built[0] is not snapshot:
+            built = self._built = (snapshot, self._build(snapshot))
+        return built[1]
+
+    def _build(self, snapshot: Snapshot) -> tuple[Metric, ...]:
+        up = GaugeMetricFamily(semconv.EXPORTER_UP, HELP[semconv.EXPORTER_UP])
+        up.add_metric([], 1.0 if snapshot.up else 0.0)
+        errors = _family("counter", semconv.EXPORTER_NVML_ERRORS, [semconv.LABEL_CALL])
+        for call, count in sorted(snapshot.errors.items()):
+            errors.add_metric([call], float(count))
+        families = [*self._gpu_metrics(snapshot), up, errors]
+        if snapshot.duration_s is not None:
+            duration = _family("gauge", semconv.EXPORTER_SAMPLE_DURATION, [])
+            duration.add_metric([], snapshot.duration_s)
+            families.append(duration)
+        return tuple(families)
 
     def _gpu_metrics(self, snapshot: Snapshot) -> list[Metric]:
         families = self._gpu_families()

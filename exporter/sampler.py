@@ -34,12 +34,28 @@ MIN_INTERVAL_S = 0.1
 refresh rate", NVML GPM docs); shorter intervals are refused rather than silently wrong."""
 
 
+MAX_INTERVAL_S = 3600.0
+"""Longer intervals are refused: every scrape would serve a stale snapshot, and /readyz (stale
+after three intervals) would stay green for hours after the sampler stopped."""
+
+
 def check_interval(interval_s: float) -> float:
     """``interval_s`` if usable, else ``ValueError`` saying why."""
-    if not math.isfinite(interval_s) or interval_s < MIN_INTERVAL_S:
+    if math.isnan(interval_s):
+        raise ValueError("sampling interval nan is not a number of seconds")
+    if interval_s <= 0:
+        raise ValueError(f"sampling interval {interval_s} s is not positive")
+    if math.isinf(interval_s):
+        raise ValueError("sampling interval inf is not a finite number of seconds")
+    if interval_s < MIN_INTERVAL_S:
         raise ValueError(
             f"sampling interval {interval_s} s is below {MIN_INTERVAL_S} s: NVML GPM needs at "
             f"least 100 ms between two samples of a GPU"
+        )
+    if interval_s > MAX_INTERVAL_S:
+        raise ValueError(
+            f"sampling interval {interval_s} s is above {MAX_INTERVAL_S:g} s: every scrape "
+            f"would serve a stale snapshot"
         )
     return interval_s
 

@@ -104,18 +104,29 @@ def test_without_nvml_the_exporter_stays_up_and_unready(
     assert process.poll() is None
 
 
-def test_interval_below_gpm_floor_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def usage_error(capsys: pytest.CaptureFixture[str], *flags: str) -> str:
+    """The error of a flag argparse refuses: exit 2 and exactly one line naming the flag."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["exporter", "--backend", "fake", "--interval", "0.05"])
+        main(["exporter", *flags])
     assert exit_info.value.code == 2
-    assert "NVML GPM needs at least 100 ms" in capsys.readouterr().err
-
-
-def test_bad_fake_profile_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["exporter", "--backend", "fake", "--fake-profile", "lots"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("wan-otel: --fake-profile 'lots': expected BUSY[/PERIOD_S]")
-    assert err.count("\n") == 1
+    assert err.startswith("wan-otel exporter: argument ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("99999", "port 99999 is outside 0..65535"),
+        ("65536", "port 65536 is outside 0..65535"),
+        ("-1", "port -1 is outside 0..65535"),
+        ("http", "'http' is not a whole number"),
+    ],
+)
+def test_ports_outside_the_range_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], value: str, reason: str
+) -> None:
+    assert f"argument --port: {reason}" in usage_error(capsys, "--port", value)
 
 
 def test_port_in_use_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,4 +138,101 @@ def test_port_in_use_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) 
         port = busy.getsockname()[1]
         code = main(["exporter", "--backend", "fake", "--host", "127.0.0.1", "--port", str(port)])
     assert code == 2
-    assert capsys.readouterr().err.startswith(f"wan-otel: cannot listen on 127.0.0.1:{port}")
+    assert capsys.readouterr().err == (
+        f"wan-otel: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+def test_a_host_that_cannot_be_bound_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["exporter", "--backend", "fake", "--host", "192.0.2.1", "--port", "0"])
+    assert code == 2  # TEST-NET-1: never an address of this machine
+    err = capsys.readouterr().err
+    assert err.startswith("wan-otel: cannot listen on 192.0.2.1:0: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0.05", "sampling interval 0.05 s is below 0.1 s: NVML GPM needs at least 100 ms"),
+        ("0", "sampling interval 0.0 s is not positive"),
+        ("-1", "sampling interval -1.0 s is not positive"),
+        ("inf", "sampling interval inf is not a finite number of seconds"),
+        ("nan", "sampling interval nan is not a number of seconds"),
+        ("1e9", "sampling interval 1000000000.0 s is above 3600 s"),
+        ("soon", "'soon' is not a number"),
+    ],
+)
+def test_unusable_intervals_are_usage_errors_with_their_reason(
+    capsys: pytest.CaptureFixture[str], value: str, reason: str
+) -> None:
+    error = usage_error(capsys, "--interval", value)
+    assert f"argument --interval: {reason}" in error
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--fake-gpus", "0", "GPU count 0 is outside 1..256"),
+        ("--fake-gpus", "-2", "GPU count -2 is outside 1..256"),
+        ("--fake-gpus", "257", "GPU count 257 is outside 1..256"),
+        ("--fake-gpus", "2.5", "'2.5' is not a whole number"),
+        ("--max-connections", "0", "connection limit 0 is outside 1..65536"),
+    ],
+)
+def test_counts_outside_their_range_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, reason: str
+) -> None:
+    error = usage_error(capsys, "--backend", "fake", flag, value)
+    assert f"argument {flag}: {reason}" in error
+
+
+@pytest.mark.parametrize("flag", ["--header-timeout", "--idle-timeout", "--write-timeout"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "3601"])
+def test_unusable_timeouts_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    error = usage_error(capsys, flag, value)
+    assert f"argument {flag}: timeout {value} s is outside (0, 3600] seconds" in error
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--fake-gpus", "2"), ("--fake-profile", "0.5")])
+def test_fake_backend_flags_need_the_fake_backend(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    assert main(["exporter", flag, value]) == 2
+    assert capsys.readouterr().err == (
+        f"wan-otel: {flag} needs --backend fake (the backend is nvml)\n"
+    )
+
+
+def test_bad_fake_profile_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["exporter", "--backend", "fake", "--fake-profile", "lots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wan-otel: --fake-profile 'lots': expected BUSY[/PERIOD_S]")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "exporter",
+    [("--backend", "fake", "--fake-gpus", "2", "--idle-timeout", "0.3", "--max-connections", "2")],
+    indirect=True,
+)
+def test_http_flags_reach_the_server(exporter: tuple[subprocess.Popen[str], str]) -> None:
+    import socket
+
+    from .test_server import read_response
+
+    _, url = exporter
+    address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    with socket.create_connection(address, 5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        assert sock.recv(100) == b""  # closed once idle for --idle-timeout 0.3 s, not 5 s
+    with (
+        socket.create_connection(address, 5),
+        socket.create_connection(address, 5),
+        socket.create_connection(address, 5) as third,  # accepted after the two: FIFO
+    ):
+        assert read_response(third)[0] == 503  # over --max-connections 2

@@ -14,8 +14,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from wan_otel import semconv
 from wan_otel.exporter.backend import ProcessMemory
-from wan_otel.exporter.fake import ActivityProfile, FakeBackend, FakeGpu, fake_uuid
-from wan_otel.exporter.procinfo import ProcessResolver
+from wan_otel.exporter.fake import FakeBackend, FakeGpu, fake_uuid
 from wan_otel.exporter.sampler import Sampler
 
 from .conftest import ManualClock, registry_for
@@ -33,35 +32,6 @@ def _labels(index: int, **extra: str) -> dict[str, str]:
         semconv.LABEL_HOSTNAME: "node-a",
         **extra,
     }
-
-
-@pytest.fixture
-def golden_registry(
-    make_sampler: MakeSampler, clock: ManualClock, tmp_path: Path
-) -> CollectorRegistry:
-    """Two GPUs: a Hopper at 50 % duty running one process, and an older GPU (no GPM, no ECC)
-    at a constant 25 %, sampled at 0, 0.5, 1.0 and 1.5 s and scraped at 1.75 s."""
-    proc = tmp_path / "proc"
-    (proc / "4242").mkdir(parents=True)
-    (proc / "4242" / "cgroup").write_text(
-        "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
-        "0a1b2c3d_0000_4000_8000_00000000beef.slice/cri-containerd-" + "ab" * 32 + ".scope\n"
-    )
-    (proc / "4242" / "environ").write_bytes(b"PATH=/bin\0POD_NAME=wan-job-7\0POD_NAMESPACE=video\0")
-    hopper = FakeGpu(
-        profile=ActivityProfile.duty_cycle(0.5, period_s=1.0),
-        processes=(ProcessMemory(4242, 10_737_418_240),),
-    )
-    older = FakeGpu(
-        profile=ActivityProfile(((1.0, 0.25),)), name="NVIDIA A10G", gpm=False, ecc=False
-    )
-    resolver = ProcessResolver(proc, own_pod="wan-0", own_namespace="video")
-    sampler, _ = make_sampler([hopper, older], resolver=resolver)
-    for _ in range(4):
-        sampler.sample_once()
-        clock.advance(0.5)
-    clock.advance(-0.25)
-    return registry_for(sampler, pod="wan-0", namespace="video")
 
 
 @pytest.mark.parametrize(

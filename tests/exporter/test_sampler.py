@@ -166,12 +166,29 @@ def test_ready_needs_backend_up_and_a_fresh_sample(
     assert sampler.snapshot_age_s() == pytest.approx(2.01)
 
 
-@pytest.mark.parametrize("interval", [0.0, 0.05, 0.0999, float("nan"), -1.0])
-def test_intervals_below_gpm_floor_are_refused(interval: float) -> None:
-    with pytest.raises(ValueError, match=r"below 0\.1 s: NVML GPM needs at least 100 ms"):
+@pytest.mark.parametrize(
+    ("interval", "reason"),
+    [
+        (0.05, r"0\.05 s is below 0\.1 s: NVML GPM needs at least 100 ms"),
+        (0.0999, r"below 0\.1 s: NVML GPM"),
+        (0.0, r"0\.0 s is not positive"),
+        (-1.0, r"-1\.0 s is not positive"),
+        (float("-inf"), r"-inf s is not positive"),
+        (float("nan"), r"nan is not a number"),
+        (float("inf"), r"inf is not a finite number"),
+        (3600.5, r"3600\.5 s is above 3600 s"),
+    ],
+)
+def test_unusable_intervals_are_refused_with_their_reason(interval: float, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         check_interval(interval)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=reason):
         Sampler(FakeBackend([FakeGpu()]), interval)
+
+
+@pytest.mark.parametrize("interval", [0.1, 0.5, 3600.0])
+def test_usable_intervals_pass(interval: float) -> None:
+    assert check_interval(interval) == interval
 
 
 def test_thread_samples_at_the_interval_and_stops_promptly() -> None:
