@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from wan_otel.pipeline.serve.errors import ApiError
 from wan_otel.pipeline.serve.images import Upload
+from wan_otel.pipeline.serve.waiters import within
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 JSON_TYPES = ("application/json", "")
@@ -81,12 +82,11 @@ def _too_large(limits: BodyLimits) -> ApiError:
 
 async def _chunks(receive: Receive, limits: BodyLimits) -> AsyncGenerator[bytes, None]:
     """The body's chunks as they come, within the size and time bounds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limits.read_timeout_s
+    deadline = asyncio.get_running_loop().time() + limits.read_timeout_s
     received = 0
     while True:
         try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            message = await within(receive(), deadline)
         except asyncio.TimeoutError:
             raise ApiError(
                 408,

@@ -54,6 +54,7 @@ from wan_otel.pipeline.serve.tracing import (
     SANITIZED_HEADERS,
     excluded_urls,
     http_tracer_provider,
+    polls,
     shielded,
     span_details,
 )
@@ -190,7 +191,7 @@ class Server:
                 exclude_spans=["receive", "send"],
             )
 
-        return shielded(instrumented, app)
+        return shielded(instrumented, app, polls(route_of))
 
     def _load(self) -> None:
         assert self._engine is not None and self._worker is not None

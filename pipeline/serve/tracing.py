@@ -85,13 +85,17 @@ def span_details(
 
 
 ORIGINAL_HEADERS = "wan_otel.original_headers"
+POLL_ROUTE = "/v1/videos/{video_id}"
 
 
-def shielded(instrumented: Callable[[Asgi], Asgi], app: Asgi) -> Asgi:
-    """``instrumented(app)``, with header values that are not UTF-8 replaced in the copy of the
-    scope the instrumentation reads, and restored for ``app``. OpenTelemetry's ASGI middleware
-    decodes headers as UTF-8, else as ``unicode_escape``, which raises on some bytes (a
-    trailing backslash): one such header would turn any request into a 500."""
+def shielded(
+    instrumented: Callable[[Asgi], Asgi], app: Asgi, untraced: Callable[[Scope], bool]
+) -> Asgi:
+    """``instrumented(app)``, except for requests ``untraced`` picks (they go to ``app``
+    straight), with header values that are not UTF-8 replaced in the copy of the scope the
+    instrumentation reads, and restored for ``app``. OpenTelemetry's ASGI middleware decodes
+    headers as UTF-8, else as ``unicode_escape``, which raises on some bytes (a trailing
+    backslash): one such header would turn any request into a 500."""
 
     async def restore(scope: Scope, receive: Receive, send: Send) -> None:
         original = scope.pop(ORIGINAL_HEADERS, None)
@@ -102,13 +106,27 @@ def shielded(instrumented: Callable[[Asgi], Asgi], app: Asgi) -> Asgi:
     traced = instrumented(restore)
 
     async def shield(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or untraced(scope):
+            await app(scope, receive, send)
+            return
         headers = scope.get("headers") or []
-        if scope["type"] == "http" and not all(_utf8(v) and _utf8(k) for k, v in headers):
+        if not all(_utf8(v) and _utf8(k) for k, v in headers):
             clean = [(_clean(k), _clean(v)) for k, v in headers]
             scope = {**scope, "headers": clean, ORIGINAL_HEADERS: list(headers)}
         await traced(scope, receive, send)
 
     return shield
+
+
+def polls(route_of: Callable[[Scope], str]) -> Callable[[Scope], bool]:
+    """``GET /v1/videos/{video_id}``: a client polls it every few hundred milliseconds while
+    its job runs. A span each would bury the job's trace (the POST and its run) under polls,
+    and cost each poll a quarter of a millisecond; they are counted in the request metric."""
+
+    def is_poll(scope: Scope) -> bool:
+        return scope.get("method") == "GET" and route_of(scope) == POLL_ROUTE
+
+    return is_poll
 
 
 def _utf8(value: bytes) -> bool:

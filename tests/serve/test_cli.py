@@ -3,6 +3,7 @@ line on stderr and exit 2."""
 
 from __future__ import annotations
 
+import resource
 import socket
 from pathlib import Path
 
@@ -28,12 +29,42 @@ def test_the_command_is_registered() -> None:
         (["--grace-seconds", "-2"], "wan-otel: --grace-seconds -2.0: must be 0 to 3600\n"),
         (["--port", "70000"], "wan-otel: --port 70000: must be 0 to 65535\n"),
         (["--device", "cuda:0"], "wan-otel: --device cuda:0: CUDA is not available\n"),
+        (
+            ["--retention-hours", "-1"],
+            "wan-otel: --retention-hours -1.0: must be 0 (keep) or more\n",
+        ),
+        (["--read-timeout", "0"], "wan-otel: --read-timeout 0.0: must be 0.1 to 3600 seconds\n"),
+        (["--idle-timeout", "nan"], "wan-otel: --idle-timeout nan: must be 0.1 to 3600 seconds\n"),
+        (["--max-connections", "0"], "wan-otel: --max-connections 0: must be 1 or more\n"),
+        (["--api-key", " "], "wan-otel: --api-key is empty; give a key or leave it unset\n"),
     ],
 )
 def test_bad_flags(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], says: str
 ) -> None:
     assert serve(capsys, "--store", str(tmp_path), *flags) == (2, says)
+
+
+def test_more_connections_than_open_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no open-file limit on this machine")
+    assert serve(capsys, "--store", str(tmp_path), "--max-connections", str(hard)) == (
+        2,
+        f"wan-otel: --max-connections {hard}: the open-file limit is {hard}; "
+        f"give at most {hard - 256}\n",
+    )
+
+
+def test_an_empty_key_in_the_environment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WAN_OTEL_API_KEY", "")
+    assert serve(capsys, "--store", str(tmp_path)) == (
+        2, "wan-otel: $WAN_OTEL_API_KEY is empty; give a key or leave it unset\n",
+    )  # fmt: skip
 
 
 def test_a_folder_that_is_no_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

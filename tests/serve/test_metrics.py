@@ -13,7 +13,7 @@ NAMES = sc.SERVER_PROMETHEUS_NAMES
 
 
 def scrape(running: Running) -> Samples:
-    answer = running.client().request("GET", "/metrics")
+    answer = running.shared_client().request("GET", "/metrics")
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/plain; version=")
     samples: Samples = {}
@@ -65,7 +65,7 @@ def test_queue_jobs_and_requests_follow_the_server(idle: Running) -> None:
     assert grew(after, requests, **route, http_response_status_code="202") == 4
     not_found = {"http_request_method": "GET", "http_route": "other"}
     assert grew(after, requests, **not_found, http_response_status_code="404") == 0
-    by_id = {"http_request_method": "GET", "http_route": "/v1/videos/{id}"}
+    by_id = {"http_request_method": "GET", "http_route": "/v1/videos/{video_id}"}
     assert grew(after, requests, **by_id, http_response_status_code="404") == 1
     assert value(after, "process_resident_memory_bytes") > 0
 

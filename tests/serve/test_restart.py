@@ -1,6 +1,6 @@
 """A server killed outright (SIGKILL: no graceful stop) and started again on its store: the
-finished video is still served, the jobs it was running or holding are failed with a reason,
-and the new server takes new jobs."""
+finished video is still served and listed, the jobs it was running or holding are failed with
+a reason (and can be deleted), and the new server takes new jobs."""
 
 from __future__ import annotations
 
@@ -19,14 +19,18 @@ def test_a_restart_keeps_finished_videos_and_fails_lost_jobs(
     tmp_path: Path, switches: Switches, capsys: pytest.CaptureFixture[str]
 ) -> None:
     child = Child(tmp_path)
-    done = child.client.submit(FAST).body["id"]
-    finished = child.client.wait(done)
-    video = child.client.request("GET", f"/v1/videos/{done}/content").raw
-    running = child.client.submit(LONG).body["id"]
-    queued = child.client.submit(LONG).body["id"]
-    child.wait_running(running)
-    child.proc.send_signal(signal.SIGKILL)
-    assert child.finish() == -signal.SIGKILL
+    try:
+        client = child.api()
+        done = client.submit(FAST).body["id"]
+        finished = client.wait(done)
+        video = client.request("GET", f"/v1/videos/{done}/content").raw
+        running = client.submit(LONG).body["id"]
+        queued = client.submit(LONG).body["id"]
+        child.wait_running(running)
+        child.proc.send_signal(signal.SIGKILL)
+        assert child.finish() == -signal.SIGKILL
+    finally:
+        child.stop()
 
     again = start_server(tmp_path, switches)
     try:
@@ -42,11 +46,14 @@ def test_a_restart_keeps_finished_videos_and_fails_lost_jobs(
                 "code": "server_restarted",
                 "message": "the server stopped before this job finished; submit it again",
             }
-            assert client.request("DELETE", f"/v1/videos/{lost}").status == 409
+        listed = client.request("GET", "/v1/videos?order=asc").body["data"]
+        assert [v["id"] for v in listed] == sorted([done, running, queued])
         new = client.submit(FAST).body["id"]
         assert client.wait(new)["status"] == "completed"
+        assert client.request("DELETE", f"/v1/videos/{running}").status == 200
+        assert not (tmp_path / running).exists()
     finally:
-        again.server.shutdown()
+        again.stop()
 
     code = main(["report", "--run-id", done, "--store", str(tmp_path), "--format", "json"])
     out, err = capsys.readouterr()

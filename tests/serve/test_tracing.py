@@ -1,13 +1,15 @@
-"""Trace context: the caller's traceparent is the parent of the run's root span; the trace id
-answered at submit is the run's; the queue wait is a span under the root; the root links to
-the start-up trace, whose run holds the model's initialization."""
+"""Trace context: OpenTelemetry's ASGI middleware opens each request's server span under the
+caller's traceparent, and the run's root span is a child of its POST's server span; the trace
+id answered at submit is the run's; the queue wait is a span under the root; the root links
+to the start-up trace, whose run holds the model's initialization. Probes and polls make no
+spans, and span names carry route templates, never ids."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.serve.conftest import FAST, Running
 from wan_otel import semconv as sc
@@ -29,20 +31,44 @@ def submit_and_wait(running: Running, **headers: str) -> tuple[dict[str, Any], d
     client = running.client()
     answer = client.submit(FAST, **headers)
     assert answer.status == 202, answer.body
-    return client.wait(answer.body["id"]), answer.headers
+    return client.wait(answer.body["id"]), dict(answer.headers)
 
 
-def test_traceparent_is_the_parent_of_the_runs_root(idle: Running) -> None:
+def post_span(running: Running, trace_id: int) -> ReadableSpan:
+    (span,) = [
+        s
+        for s in running.finished_spans()
+        if s.name == "POST /v1/videos" and s.context.trace_id == trace_id
+    ]
+    return span
+
+
+def test_the_runs_root_is_a_child_of_its_posts_server_span(idle: Running) -> None:
     record, headers = submit_and_wait(idle, traceparent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")
-    assert headers[sc.HEADER_TRACE_ID] == CALLER_TRACE == record["trace_id"]
+    assert headers[sc.HEADER_TRACE_ID.lower()] == CALLER_TRACE == record["trace_id"]
+    post = post_span(idle, int(CALLER_TRACE, 16))
+    assert post.kind is SpanKind.SERVER
+    assert post.parent is not None and f"{post.parent.span_id:016x}" == CALLER_SPAN
+    assert post.parent.is_remote
+    assert post.attributes[sc.HTTP_ROUTE] == "/v1/videos"
+    assert post.attributes["http.status_code"] == 202
     spans = run_spans(idle, record["id"])
     root = one(spans, sc.SPAN_GENERATE)
-    assert f"{root.context.trace_id:032x}" == CALLER_TRACE
-    assert root.parent is not None and f"{root.parent.span_id:016x}" == CALLER_SPAN
-    assert root.parent.is_remote
+    assert root.parent is not None and root.parent.span_id == post.context.span_id
     assert {f"{s.context.trace_id:032x}" for s in spans} == {CALLER_TRACE}
     assert root.attributes[sc.SERVER_RUN_KIND] == "request"
     assert root.status.status_code is StatusCode.UNSET
+
+
+def test_without_traceparent_the_post_starts_the_trace(idle: Running) -> None:
+    record, headers = submit_and_wait(idle)
+    trace_id = int(record["trace_id"], 16)
+    assert headers[sc.HEADER_TRACE_ID.lower()] == record["trace_id"]
+    post = post_span(idle, trace_id)
+    assert post.parent is None
+    root = one(run_spans(idle, record["id"]), sc.SPAN_GENERATE)
+    assert root.parent is not None and root.parent.span_id == post.context.span_id
+    assert root.context.trace_id == trace_id
 
 
 def test_the_queue_wait_span_sits_under_the_root_before_it(idle: Running) -> None:
@@ -55,17 +81,7 @@ def test_the_queue_wait_span_sits_under_the_root_before_it(idle: Running) -> Non
     assert wait.start_time <= wait.end_time
     waited_s = (wait.end_time - wait.start_time) / 1e9
     assert abs(waited_s - record["timings"]["queue_wait_s"]) < 0.005
-    assert dict(wait.attributes or {}) == {
-        sc.RUN_ID: record["id"],
-        sc.SERVER_QUEUE_POSITION: 0,
-    }
-
-
-def test_without_traceparent_the_answered_trace_id_is_the_runs(idle: Running) -> None:
-    record, headers = submit_and_wait(idle)
-    root = one(run_spans(idle, record["id"]), sc.SPAN_GENERATE)
-    assert root.parent is None
-    assert f"{root.context.trace_id:032x}" == headers[sc.HEADER_TRACE_ID] == record["trace_id"]
+    assert dict(wait.attributes or {}) == {sc.RUN_ID: record["id"], sc.SERVER_QUEUE_POSITION: 0}
 
 
 def test_unsampled_and_malformed_traceparents(idle: Running) -> None:
@@ -75,8 +91,23 @@ def test_unsampled_and_malformed_traceparents(idle: Running) -> None:
     assert f"{root.context.trace_id:032x}" == CALLER_TRACE
     broken, headers = submit_and_wait(idle, traceparent="00-nothex-00f067aa0ba902b7-01")
     assert broken["status"] == "completed"
-    assert headers[sc.HEADER_TRACE_ID] != CALLER_TRACE
-    assert one(run_spans(idle, broken["id"]), sc.SPAN_GENERATE).parent is None
+    assert headers[sc.HEADER_TRACE_ID.lower()] != CALLER_TRACE
+    assert post_span(idle, int(broken["trace_id"], 16)).parent is None
+
+
+def test_probes_and_polls_make_no_spans_and_names_carry_no_ids(idle: Running) -> None:
+    client = idle.client()
+    before = len(idle.finished_spans())
+    for path in ("/healthz", "/readyz", "/metrics", "/health"):
+        assert client.request("GET", path).status == 200
+    assert len(idle.finished_spans()) == before
+    record, _ = submit_and_wait(idle)  # a long poll: no span
+    client.request("GET", f"/v1/videos/{record['id']}/content")
+    client.request("DELETE", f"/v1/videos/{record['id']}")
+    names = {s.name for s in idle.finished_spans()[before:] if s.kind is SpanKind.SERVER}
+    assert names == {
+        "POST /v1/videos", "GET /v1/videos/{video_id}/content", "DELETE /v1/videos/{video_id}",
+    }  # fmt: skip
 
 
 def test_runs_link_to_the_startup_trace_that_holds_initialization(idle: Running) -> None:

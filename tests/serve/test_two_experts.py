@@ -1,5 +1,6 @@
 """A two-expert model served: `wan-otel serve --preset tiny-a14b` takes jobs like TI2V-5B's,
-each a run whose steps name their expert; it refuses a first frame it cannot use."""
+each a run whose steps name their expert, with the second expert's guidance as
+``guidance_scale_2``; it refuses a first frame it cannot use."""
 
 from __future__ import annotations
 
@@ -29,5 +30,10 @@ def test_a_served_two_expert_job_records_both_experts(tmp_path: Path, switches: 
         refused = client.submit(dict(body, input_reference="data:image/png;base64,AAAA"))
         assert refused.status == 400
         assert "takes no input image" in refused.body["error"]["message"]
+        second = client.submit(dict(body, guidance_scale_2=2.5)).body
+        assert client.wait(second["id"])["guidance_scale_2"] == 2.5
+        spans = RunStore(tmp_path).read(second["id"]).spans
+        (root,) = [s for s in spans if s.name == sc.SPAN_GENERATE]
+        assert root.attributes[sc.REQUEST_GUIDANCE_2] == 2.5
     finally:
-        running.server.shutdown()
+        running.stop()
