@@ -132,7 +132,12 @@ class GpuSampleRecorder:
                     gpu=state.device.index,
                     uuid=state.device.uuid,
                     source=counters.source if counters is not None else "unknown",
-                    sm_active_s=counters.sm_active_s if counters is not None else None,
+                    # A counter this read did not move (GPM read too soon) is the previous
+                    # read's: stamped with this time, it would put the next read's busy time,
+                    # which covers both windows, into one sample interval.
+                    sm_active_s=counters.sm_active_s
+                    if counters is not None and counters.current
+                    else None,
                     memory_used_bytes=reading.memory_used_bytes,
                     power_w=reading.power_watts,
                     energy_j=energy,

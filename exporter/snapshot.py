@@ -29,6 +29,10 @@ class GpuCounters:
     dram_active_s: float | None = None
     pcie_rx_bytes: float | None = None
     pcie_tx_bytes: float | None = None
+    current: bool = True
+    """False when this read measured no window (a GPM read too soon after the last one, or a
+    failed read): the values are still the previous read's, true at that read's time, not at
+    this one's. Whoever stamps them with this read's time must leave them out."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,10 @@ class Integrals:
     def add(self, reading: GpuReading) -> GpuCounters | None:
         activity = reading.activity
         if activity is None:
-            return self.counters() if self.values else None
+            return self.counters(current=False) if self.values else None
         if activity.source != self.source:
             self.source, self.values = activity.source, {}
+        first = not self.values  # the start of the integrals: 0 at this read's time
         for name in _FRACTIONS:
             fraction = getattr(activity, name)
             if fraction is not None:
@@ -78,9 +83,9 @@ class Integrals:
             amount = getattr(activity, name)
             if amount is not None:
                 self.values[name] = self.values.get(name, 0.0) + amount
-        return self.counters()
+        return self.counters(current=first or activity.window_s > 0)
 
-    def counters(self) -> GpuCounters:
+    def counters(self, *, current: bool = True) -> GpuCounters:
         v = self.values.get
         return GpuCounters(
             source=self.source,
@@ -90,4 +95,5 @@ class Integrals:
             dram_active_s=v("dram_active"),
             pcie_rx_bytes=v("pcie_rx_bytes"),
             pcie_tx_bytes=v("pcie_tx_bytes"),
+            current=current,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes.util
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,9 @@ from wan_otel import semconv
 from wan_otel.exporter import nvml as nvml_module
 from wan_otel.exporter.backend import BackendUnavailable, DeviceError
 from wan_otel.exporter.nvml import NvmlBackend
+from wan_otel.exporter.recorder import GpuSampleRecorder
+from wan_otel.exporter.snapshot import Integrals
+from wan_otel.store.samples import read_samples
 
 from .conftest import ManualClock
 
@@ -227,6 +231,51 @@ def test_gpm_reads_closer_than_100ms_wait_for_the_next_window(
     clock.advance(0.45)
     later = backend.read(0).activity
     assert later is not None and later.window_s == 0.5 and later.sm_active == 1.0
+
+
+def test_a_gpm_read_too_soon_leaves_the_counter_out_of_the_recorded_sample(
+    stub: StubNvml, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The recorder samples on real time, GPM's gap is measured on ``clock``: frozen, every
+    read after the first is too soon and moves no counter. Such a sample must carry no counter
+    (stamped with its own time, the held value would put the next read's busy time, which
+    covers both windows, into one sample interval: a step at 200 % beside one at 0 %)."""
+    path = tmp_path / "gpu_samples.jsonl"
+    recorder = GpuSampleRecorder(path, interval_s=0.1, backend=NvmlBackend(stub, clock))
+    assert recorder.start()
+    try:
+        reads = lambda: stub.calls.get("nvmlDeviceGetMemoryInfo_v2", 0)  # noqa: E731
+        wait_until(lambda: reads() >= 3)  # the priming read and two too soon
+        clock.advance(0.5)
+        done = reads()
+        wait_until(lambda: reads() > done)  # a read that measures 0 .. 0.5 s
+    finally:
+        recorder.stop()  # its final read is too soon again: the clock stands at 0.5
+    counters = [s.sm_active_s for s in read_samples(path, [])]
+    assert counters[0] == 0.0 and counters[1] is None and counters[-1] is None
+    assert {c for c in counters[1:] if c is not None} == {half_busy(0.5)}
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the sampler did not get there"
+        time.sleep(0.01)
+
+
+def test_integrals_say_whether_a_read_moved_them(stub: StubNvml, clock: ManualClock) -> None:
+    backend = NvmlBackend(stub, clock)
+    backend.init()
+    integrals = Integrals(semconv.SOURCE_GPM)
+    currents, values = [], []
+    for step in (0.0, 0.05, 0.3, 0.02, 0.5):  # too soon after 0 and after 0.35
+        clock.advance(step)
+        counters = integrals.add(backend.read(0, processes=False))
+        assert counters is not None
+        currents.append(counters.current)
+        values.append(counters.sm_active_s)
+    assert currents == [True, False, True, False, True]
+    assert values == pytest.approx([0.0, 0.0, half_busy(0.35), half_busy(0.35), half_busy(0.87)])
 
 
 def test_unsupported_fields_are_none_and_not_called_again(

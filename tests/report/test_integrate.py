@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wan_otel.report.integrate import CounterSeries
+from wan_otel.report.integrate import CounterSeries, WindowMean
 
 S = 1_000_000_000
 
@@ -33,7 +33,52 @@ def test_window_inside_intervals_is_interpolated_with_its_tolerance() -> None:
     mean = series.mean(S // 4, 7 * S // 4)  # 0.25 s .. 1.75 s
     # interpolation: 0.25 s busy of the first interval's half, 0 s, 0.5 s, 0.25 s of idle
     assert mean.pct == pytest.approx(100 * (0.25 + 0.0 + 0.5 + 0.0) / 1.5)
-    assert mean.tolerance_pct == pytest.approx(100 * 0.5 / 1.5)
+    # The edge intervals were all busy and all idle: their parts are known exactly.
+    assert mean.tolerance_pct == 0.0
+
+
+def test_the_tolerance_is_what_an_edge_intervals_total_leaves_possible() -> None:
+    series = _series([0.5, 1.0, 0.98, 0.5], interval_s=1.0)
+    # 0.5 s of the first interval (0.5 s busy in 1 s): 0 to 0.5 s busy in the part, 0.25 taken
+    mean = series.mean(S // 2, 2 * S)
+    assert mean.pct == pytest.approx(100 * (0.25 + 1.0) / 1.5)
+    assert mean.tolerance_pct == pytest.approx(100 * 0.25 / 1.5)
+    # 0.5 s of a 98 % busy interval: 0.48 to 0.5 s busy, 0.49 taken: +/- 0.01 s
+    mean = series.mean(S, 5 * S // 2)
+    assert mean.pct == pytest.approx(100 * (1.0 + 0.49) / 1.5)
+    assert mean.tolerance_pct == pytest.approx(100 * 0.01 / 1.5)
+    # both edges in part, and a window inside one interval
+    assert series.mean(S // 2, 5 * S // 2).tolerance_pct == pytest.approx(100 * 0.26 / 2)
+    inside = CounterSeries([0, S, 3 * S, 4 * S], [0.0, 1.0, 2.0, 3.0])  # 1 s busy in 1 .. 3 s
+    mean = inside.mean(5 * S // 4, 11 * S // 4)  # 1.5 s of it: 0.5 to 1 s busy, 0.75 taken
+    assert (mean.pct, mean.tolerance_pct) == pytest.approx((50.0, 100 * 0.25 / 1.5))
+
+
+def test_a_counter_that_outruns_time_is_not_clipped() -> None:
+    # The counter's windows and the sampler's timestamps disagree by 2 %: the mean says so.
+    series = CounterSeries([0, S, 2 * S], [0.0, 1.02, 2.04])
+    assert series.mean(0, 2 * S).pct == pytest.approx(102.0)
+    # Far beyond 100 % is no measurement: no mean, and why.
+    broken = CounterSeries([0, S, 2 * S], [0.0, 1.0, 2.5])
+    assert broken.mean(0, 2 * S) == WindowMean(
+        None, "GPU counter rises faster than time (125 % busy)"
+    )
+
+
+def test_held_activity_readings_are_left_out() -> None:
+    # GPM read too soon at 0.1 and 0.3 s: the counter held, then rose by two windows at once.
+    times = [0, S // 10, 2 * S // 10, 3 * S // 10, 4 * S // 10]
+    values = [0.0, 0.0, 0.2, 0.2, 0.4]
+    series = CounterSeries(times, values, activity=True)
+    assert (series.times, series.values, series.held) == (
+        [0, 2 * S // 10, 4 * S // 10], [0.0, 0.2, 0.4], 2,
+    )  # fmt: skip
+    assert series.mean(S // 10, 3 * S // 10).pct == pytest.approx(100.0)  # not 200 or 0
+    # A reading equal to the one before is kept when the counter then rises no faster than
+    # time (an idle interval), and energy-like counters are never filtered.
+    idle = CounterSeries(times, [0.0, 0.0, 0.1, 0.1, 0.2], activity=True)
+    assert idle.held == 0 and len(idle) == 5
+    assert CounterSeries(times, values).held == 0
 
 
 def test_counter_reset_is_treated_as_restart_from_zero() -> None:

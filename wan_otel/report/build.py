@@ -162,9 +162,15 @@ def _summary(
     sm_note = whole.reason
     if whole.pct is not None and sm.series is not None:
         meaning = SOURCE_MEANING.get(sm.source or "", sm.source or "unknown source")
+        held = sm.series.held
         sm_note = (
             f"{meaning}, sampled every {sm.series.interval_s:.2f} s and integrated over each "
             "span's exact window"
+            + (
+                f" ({held} held readings left out: GPM reads too soon after the one before)"
+                if held
+                else ""
+            )
         )
     return Summary(
         status=status,

@@ -2,8 +2,9 @@
 
 A sample holds the integral of activity (seconds busy) since the sampler started; GPM
 readings are means between consecutive samples, so the counter is exact at every sample time.
-Inside one sample interval activity is unknown; we interpolate linearly and report, per window,
-the worst-case error that interpolation can cause (``tolerance_pct``).
+Inside one sample interval only the interval's total is known; we interpolate linearly and report,
+per window, the worst-case error that interpolation can cause (``tolerance_pct``), bounded by what
+the interval's total leaves possible (activity is between 0 and 1 at any instant).
 
 Two sources, two rules for a counter that goes down. Store samples come from one sampler per
 file, whose counters never go down: ``store.samples.read_samples`` drops such readings as
@@ -25,6 +26,16 @@ MIN_COVERAGE = 0.5
 """Below this fraction of a window covered by samples, no mean is given."""
 
 
+HELD_RATE = 1.05
+"""An activity counter rising faster than this (seconds busy per second) after a reading equal
+to the one before marks that reading as held (stale); 5 % covers timestamp jitter."""
+
+
+IMPOSSIBLE_PCT = 110.0
+"""A mean above this is no measurement (samples that do not fit together), so none is given;
+up to it, timestamp jitter explains the excess and the mean is shown as it is."""
+
+
 @dataclass(frozen=True)
 class WindowMean:
     """Mean activity over a window in percent, or the reason there is none."""
@@ -38,7 +49,13 @@ class WindowMean:
 class CounterSeries:
     """One GPU's cumulative counter samples, sorted by time and reset-corrected."""
 
-    def __init__(self, times_ns: Sequence[int], values: Sequence[float]) -> None:
+    def __init__(
+        self, times_ns: Sequence[int], values: Sequence[float], *, activity: bool = False
+    ) -> None:
+        """``activity``: the counter is seconds busy, so it cannot rise faster than time; a
+        reading held from the sample before (a GPM read skipped as too soon after the last
+        one: the next read covers both windows) is recognised by that and left out
+        (``held`` counts them), so the counter is exact at every sample kept."""
         if len(times_ns) != len(values):
             raise ValueError("times and values differ in length")
         order = sorted(range(len(times_ns)), key=lambda i: times_ns[i])
@@ -60,8 +77,24 @@ class CounterSeries:
             previous = v
             self.times.append(t)
             self.values.append(v + offset)
+        self.held = self._drop_held() if activity else 0
         gaps = [b - a for a, b in zip(self.times, self.times[1:])]
         self.interval_s = statistics.median(gaps) / 1e9 if gaps else 0.0
+
+    def _drop_held(self) -> int:
+        """Leave out readings equal to the one before when the counter then rises faster than
+        time (by more than ``HELD_RATE``): they are stale, and would put the busy time of two
+        intervals into the second one."""
+        t, v = self.times, self.values
+        keep = [0] if t else []
+        for i in range(1, len(t) - 1):
+            stale = v[i] == v[keep[-1]] and (v[i + 1] - v[i]) * 1e9 > HELD_RATE * (t[i + 1] - t[i])
+            if not stale:
+                keep.append(i)
+        if len(t) > 1:
+            keep.append(len(t) - 1)
+        self.times, self.values = [t[i] for i in keep], [v[i] for i in keep]
+        return len(t) - len(keep)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -94,11 +127,39 @@ class CounterSeries:
         pct = 100.0 * busy_s / ((hi - lo) / 1e9)
         if not math.isfinite(pct):  # counters near the float range: no honest mean
             return WindowMean(None, "GPU counter values out of range")
-        return WindowMean(min(max(pct, 0.0), 100.0), None, self._edge_tolerance(lo, hi))
+        if pct > IMPOSSIBLE_PCT:
+            return WindowMean(None, f"GPU counter rises faster than time ({pct:.3g} % busy)")
+        # Not clipped to 100 %: a mean a little above it says the sampler's timestamps and the
+        # counter's own intervals disagree, which the tolerance beside it should show.
+        return WindowMean(pct, None, self._edge_tolerance(lo, hi))
 
     def _edge_tolerance(self, lo: int, hi: int) -> float:
-        """Percentage points of the window that lie in partly covered sample intervals."""
-        first = bisect.bisect_left(self.times, lo)
-        last = bisect.bisect_right(self.times, hi) - 1
-        partial = hi - lo if first > last else self.times[first] - lo + (hi - self.times[last])
-        return min(100.0, 100.0 * partial / (hi - lo))
+        """Worst-case error of the mean, in percentage points, from the sample intervals that
+        the window covers only in part (at most two: one at each edge).
+
+        In such an interval only the total busy time ``b`` of its length ``L`` is known. The
+        share of it in the covered part ``p`` lies between ``max(0, b - (L - p))`` (the rest of
+        the interval as busy as it can be) and ``min(p, b)`` (activity at any instant is between
+        0 and 1); interpolation takes ``b * p / L``. So an interval that was all busy or all
+        idle costs nothing, and a 98 % busy one little."""
+        first = bisect.bisect_left(self.times, lo)  # first sample at or after lo
+        last = bisect.bisect_right(self.times, hi) - 1  # last sample at or before hi
+        if first > last:  # no sample inside: the window lies in interval ``last``
+            parts = [(last, lo, hi)]
+        else:
+            parts = [(first - 1, lo, self.times[first])] if self.times[first] > lo else []
+            if self.times[last] < hi:
+                parts.append((last, self.times[last], hi))
+        error_s = sum(self._part_error_s(i, a, b) for i, a, b in parts)
+        return 100.0 * error_s / ((hi - lo) / 1e9)
+
+    def _part_error_s(self, interval: int, start_ns: int, end_ns: int) -> float:
+        """Seconds of activity that interpolation may misplace in ``[start_ns, end_ns]``, a part
+        of the sample interval that begins at sample ``interval``."""
+        length = (self.times[interval + 1] - self.times[interval]) / 1e9
+        part = (end_ns - start_ns) / 1e9
+        busy = self.values[interval + 1] - self.values[interval]
+        busy = min(max(busy, 0.0), length)  # what the interval can physically have held
+        estimate = busy * part / length
+        low, high = max(0.0, busy - (length - part)), min(part, busy)
+        return max(estimate - low, high - estimate)

@@ -33,7 +33,9 @@ class SmSeries:
             seen = sorted({s.uuid for s in samples})
             self.why = f"no GPU samples for the run's GPU {uuid} (samples cover {', '.join(seen)})"
             return
-        self.series = CounterSeries([s.t_ns for s in mine], [s.sm_active_s or 0.0 for s in mine])
+        self.series = CounterSeries(
+            [s.t_ns for s in mine], [s.sm_active_s or 0.0 for s in mine], activity=True
+        )
         self.source = mine[-1].source
         self.why = ""
 
