@@ -8,6 +8,7 @@ integral the counters must reach. Faults are injected by method calls (``lose``,
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from wan_otel.exporter.backend import (
     SystemInfo,
     decode_clock_events,
 )
+from wan_otel.exporter.energy_schedule import ScheduledEnergy
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class FakeBackend:
         *,
         call_cost_s: float = 0.0,
         gpm_cost_s: float = 0.0,
+        energy_cost_s: float = 0.0,
+        energy_interval_s: float = 0.0,
         driver_version: str = "580.159.04",
         cuda_version: str = "13.0",
     ) -> None:
@@ -119,6 +123,9 @@ class FakeBackend:
         self._origin = clock()
         self._call_cost_s = call_cost_s
         self._gpm_cost_s = gpm_cost_s
+        self._energy_cost_s = energy_cost_s
+        self._energy_interval_s = energy_interval_s
+        self._energy: dict[int, ScheduledEnergy] = {}
         self._versions = (driver_version, cuda_version)
         self._errors: dict[str, int] = {}
         self._prev: dict[int, float] = {}
@@ -177,20 +184,22 @@ class FakeBackend:
         gpu = self._gpus[index]
         now = self._clock()
         t = now - self._origin
-        # Ten plain NVML calls a read (memory, power, energy, temperature, two clocks, clock
-        # events, two ECC counts, utilization or processes), as NvmlBackend makes.
-        self._spend(self._call_cost_s * (10 + (1 if processes else 0)))
+        # Nine plain NVML calls a read (memory, power, temperature, two clocks, clock events, two
+        # ECC counts, utilization or processes), as NvmlBackend makes, and the energy counter
+        # when its schedule says so (``energy_schedule``).
+        self._spend(self._call_cost_s * (9 + (1 if processes else 0)))
         if gpu.gpm:
             self._spend(self._gpm_cost_s)
         level = gpu.profile.level_at(t)
+        power = gpu.idle_watts + (gpu.busy_watts - gpu.idle_watts) * _last_second(gpu.profile, t)
+        energy = self._energy.setdefault(index, ScheduledEnergy(self._energy_interval_s))
         return GpuReading(
             activity=self._activity(index, gpu, now),
             memory_used_bytes=gpu.memory_used_bytes,
             memory_reserved_bytes=gpu.memory_reserved_bytes,
             memory_total_bytes=gpu.memory_total_bytes,
-            power_watts=gpu.idle_watts + (gpu.busy_watts - gpu.idle_watts) * level,
-            energy_joules=gpu.idle_watts * t
-            + (gpu.busy_watts - gpu.idle_watts) * gpu.profile.cumulative(t),
+            power_watts=power,
+            energy_joules=energy.update(now, power, lambda: self._energy_counter_j(gpu, t)),
             temperature_celsius=35.0 + 40.0 * level,
             sm_clock_hertz=1_980_000_000.0 if level > 0 else 345_000_000.0,
             memory_clock_hertz=2_619_000_000.0,
@@ -231,17 +240,44 @@ class FakeBackend:
             pcie_tx_bytes=gpu.pcie_tx_bytes_per_s * window,
         )
 
+    def energy_schedules(self) -> Mapping[int, ScheduledEnergy]:
+        """Each GPU's energy schedule, as ``NvmlBackend.energy_schedules``."""
+        return dict(self._energy)
+
+    def _energy_counter_j(self, gpu: FakeGpu, t: float) -> float:
+        self._spend(self._energy_cost_s)
+        return gpu.idle_watts * t + (gpu.busy_watts - gpu.idle_watts) * gpu.profile.cumulative(t)
+
     def _count(self, call: str) -> None:
         self._errors[call] = self._errors.get(call, 0) + 1
 
     @staticmethod
     def _spend(seconds: float) -> None:
-        # NVML calls are ioctls: CPU time, not sleep, so the model spins rather than sleeps.
+        """Burn ``seconds`` of CPU as an NVML call does: an ioctl, CPU time rather than sleep,
+        and outside the interpreter lock (ctypes releases it). Costs under 0.1 ms spin in
+        Python (too short to matter to the lock); longer ones hash a buffer, which releases it."""
         if seconds <= 0:
             return
         end = time.perf_counter() + seconds
+        if seconds >= 1e-4:
+            while time.perf_counter() < end - 5e-5:
+                hashlib.sha256(_BURN)
         while time.perf_counter() < end:
             pass
+
+
+def _last_second(profile: ActivityProfile, t: float) -> float:
+    """Mean activity over the second before ``t``: NVML's power reading on Ampere (but GA100)
+    and newer GPUs is the average over the last second (``nvmlDeviceGetPowerUsage``)."""
+    start = max(0.0, t - 1.0)
+    if t <= start:
+        return profile.level_at(t)
+    return (profile.cumulative(t) - profile.cumulative(start)) / (t - start)
+
+
+_BURN = bytes(16 * 1024)
+"""Hashed to burn CPU without the interpreter lock (hashlib releases it above 2 KiB): about
+10-30 us a pass, so a cost lands within one pass."""
 
 
 def parse_profiles(spec: str, count: int | None = None) -> list[FakeGpu]:

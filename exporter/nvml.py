@@ -36,6 +36,7 @@ from wan_otel.exporter.backend import (
     SystemInfo,
     decode_clock_events,
 )
+from wan_otel.exporter.energy_schedule import ScheduledEnergy
 from wan_otel.exporter.gpm import GpmUnusable, GpmWindow, fraction
 
 try:
@@ -59,6 +60,7 @@ class _Device:
     """Clock time of the previous utilization read; None until primed (or after an error)."""
     unsupported: set[str] = field(default_factory=set)
     pcie_nvml: bool = False
+    energy: ScheduledEnergy = field(default_factory=lambda: ScheduledEnergy(0.0))
 
 
 _NVML_LOCK = threading.RLock()
@@ -97,11 +99,15 @@ class NvmlBackend:
         clock: Callable[[], float] = time.monotonic,
         use_gpm: bool = True,
         pcie_cheap_s: float = PCIE_CHEAP_S,
+        energy_interval_s: float = 0.0,
     ) -> None:
+        """``energy_interval_s``: read the energy counter at most this often, carried between
+        readings by power (``energy_schedule``); 0 reads it every time."""
         self._n = SerializedNvml(nvml if nvml is not None else pynvml)
         self._clock = clock
         self._use_gpm = use_gpm
         self._pcie_cheap_s = pcie_cheap_s
+        self._energy_interval_s = energy_interval_s
         self._errors: dict[str, int] = {}
         self._devices: dict[int, _Device] = {}
         self._metrics_get: Any = None  # one 19 KB c_nvmlGpmMetricsGet_t, reused
@@ -146,7 +152,11 @@ class NvmlBackend:
         else:  # drivers before R510 have no v2: used and total only
             memory = self._call(dev, "nvmlDeviceGetMemoryInfo", h, key="memory_v1")
         power = self._call(dev, "nvmlDeviceGetPowerUsage", h)
-        energy = self._call(dev, "nvmlDeviceGetTotalEnergyConsumption", h)
+        energy = dev.energy.update(
+            self._clock(),
+            None if power is None else power / 1000.0,
+            lambda: self._energy_counter_j(dev),
+        )
         temperature = self._call(dev, "nvmlDeviceGetTemperature", h, n.NVML_TEMPERATURE_GPU)
         sm_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_SM, key="sm")
         mem_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_MEM, key="mem")
@@ -159,7 +169,7 @@ class NvmlBackend:
             memory_reserved_bytes=reserved,
             memory_total_bytes=None if memory is None else int(memory.total),
             power_watts=None if power is None else power / 1000.0,
-            energy_joules=None if energy is None else energy / 1000.0,
+            energy_joules=energy,
             temperature_celsius=None if temperature is None else float(temperature),
             sm_clock_hertz=None if sm_clock is None else sm_clock * 1e6,
             memory_clock_hertz=None if mem_clock is None else mem_clock * 1e6,
@@ -171,6 +181,10 @@ class NvmlBackend:
 
     def errors(self) -> Mapping[str, int]:
         return dict(self._errors)
+
+    def energy_schedules(self) -> Mapping[int, ScheduledEnergy]:
+        """Each GPU's energy schedule: how often the counter was read, and the error found."""
+        return {index: dev.energy for index, dev in self._devices.items()}
 
     def shutdown(self) -> None:
         n = self._n
@@ -203,7 +217,7 @@ class NvmlBackend:
             self._count("nvmlDeviceGetHandleByIndex")
             log.warning("GPU %d cannot be opened (%s); left out until NVML restarts", index, exc)
             return None
-        dev = _Device(info, handle)
+        dev = _Device(info, handle, energy=ScheduledEnergy(self._energy_interval_s))
         if self._use_gpm and self._gpm_supported(handle):
             try:
                 if self._metrics_get is None:
@@ -282,6 +296,10 @@ class NvmlBackend:
             pcie_rx_bytes=rx,
             pcie_tx_bytes=tx,
         )
+
+    def _energy_counter_j(self, dev: _Device) -> float | None:
+        millijoules = self._call(dev, "nvmlDeviceGetTotalEnergyConsumption", dev.handle)
+        return None if millijoules is None else millijoules / 1000.0
 
     def _clock_events(self, dev: _Device) -> int | None:
         current = "nvmlDeviceGetCurrentClocksEventReasons"

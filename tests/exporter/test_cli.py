@@ -197,6 +197,17 @@ def test_unusable_timeouts_are_usage_errors(
     assert f"argument {flag}: timeout {value} s is outside (0, 3600] seconds" in error
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "301"])
+def test_unusable_energy_intervals_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    error = usage_error(capsys, "--energy-interval", value)
+    assert (
+        f"argument --energy-interval: energy interval {value} s is outside 0..300 seconds "
+        "(0 reads the counter every sample)"
+    ) in error
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--fake-gpus", "2"), ("--fake-profile", "0.5")])
 def test_fake_backend_flags_need_the_fake_backend(
     capsys: pytest.CaptureFixture[str], flag: str, value: str

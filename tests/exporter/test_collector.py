@@ -61,7 +61,8 @@ def test_golden_values_are_the_scripted_ones(golden_registry: CollectorRegistry)
     assert get(semconv.GPU_TENSOR_ACTIVE, gpm) == 0.875
     base0 = _labels(0, pod="wan-0", namespace="video")
     assert get(semconv.GPU_ENERGY, base0) == 70.0 * 1.5 + 630.0 * 1.0  # idle + busy joules
-    assert get(semconv.GPU_POWER, base0) == 70.0  # idle at t = 1.5
+    # NVML's power on Ampere and newer is the mean over the last second: [0.5, 1.5) is half busy
+    assert get(semconv.GPU_POWER, base0) == 70.0 + 630.0 * 0.5
     assert get(semconv.GPU_PCIE_RX, base0) == 1_048_576.0 * 1.5
     assert get(semconv.EXPORTER_SAMPLE_AGE) == 0.25
     assert get(semconv.EXPORTER_UP) == 1.0

@@ -278,6 +278,24 @@ def test_integrals_say_whether_a_read_moved_them(stub: StubNvml, clock: ManualCl
     assert values == pytest.approx([0.0, 0.0, half_busy(0.35), half_busy(0.35), half_busy(0.87)])
 
 
+def test_the_energy_counter_is_read_on_its_own_schedule(stub: StubNvml, clock: ManualClock) -> None:
+    backend = NvmlBackend(stub, clock, energy_interval_s=5.0)
+    backend.init()
+    published = []
+    for _ in range(11):  # every 0.5 s for 5 s
+        published.append(backend.read(0, processes=False).energy_joules)
+        clock.advance(0.5)
+    assert stub.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2  # at 0 and 5 s
+    assert stub.calls["nvmlDeviceGetPowerUsage"] == 11
+    # between readings: the counter plus the stand-in's constant 351.25 W
+    assert published[:3] == pytest.approx(
+        [123_456.789, 123_456.789 + 175.625, 123_456.789 + 351.25]
+    )
+    assert published[-1] == pytest.approx(123_456.789 + 4.5 * 351.25)  # held: ahead of the counter
+    schedule = backend.energy_schedules()[0]
+    assert (schedule.reads, schedule.max_error_j) == (2, pytest.approx(5 * 351.25))
+
+
 def test_unsupported_fields_are_none_and_not_called_again(
     stub: StubNvml, clock: ManualClock
 ) -> None:
