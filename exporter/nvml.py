@@ -79,15 +79,19 @@ class SerializedNvml:
         self._module = module
 
     def __getattr__(self, name: str) -> Any:
+        """Resolved once per name, then kept on the instance (a sample looks up about 30
+        names; resolving each every time was a third of a sample's Python work)."""
         attr = getattr(self._module, name)
-        if not inspect.isfunction(attr) and not inspect.isbuiltin(attr):
-            return attr
+        if inspect.isfunction(attr) or inspect.isbuiltin(attr):
+            function = attr
 
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with _NVML_LOCK:
-                return attr(*args, **kwargs)
+            def locked(*args: Any, **kwargs: Any) -> Any:
+                with _NVML_LOCK:
+                    return function(*args, **kwargs)
 
-        return locked
+            attr = locked
+        setattr(self, name, attr)
+        return attr
 
 
 class NvmlBackend:
