@@ -46,6 +46,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from proc_stats import cpu_seconds
+
 GPUS = 8
 INTERVAL_S = 0.5
 CALL_COST_S = 3e-6  # h100-probe.md, as in exporter_overhead.py
@@ -175,11 +177,6 @@ def proc_status(pid: int) -> tuple[float, int]:
         elif line.startswith("Threads:"):
             threads = int(line.split()[1])
     return rss, threads
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:

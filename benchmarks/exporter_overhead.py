@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import platform
 import signal
 import statistics
@@ -28,6 +27,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from proc_stats import cpu_seconds, rss_mib
 
 GPUS = 8
 INTERVAL_S = 0.5
@@ -85,18 +86,6 @@ def serve(mode: str, port: int) -> None:
 
 
 # -- the driver ------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def scrape(port: int) -> tuple[float, int]:

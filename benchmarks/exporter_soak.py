@@ -19,6 +19,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from proc_stats import rss_mib
 from prometheus_client import CollectorRegistry, generate_latest
 
 from wan_otel.exporter.backend import ProcessMemory
@@ -28,13 +29,6 @@ from wan_otel.exporter.procinfo import ProcessResolver
 from wan_otel.exporter.sampler import Sampler
 
 GPUS = 8
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> int:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from proc_stats import cpu_seconds, rss_mib
 
 PLAIN_CALL_S = 3e-6
 GPM_SAMPLE_S = 49e-6
@@ -72,18 +73,6 @@ def serve(gpus: int, interval_s: float, energy_interval_s: float, port: int) -> 
     signal.sigwait({signal.SIGTERM})
     server.stop()
     sampler.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(gpus: int, interval_s: float, energy_s: float, seconds: float) -> dict[str, float]:
