@@ -9,17 +9,13 @@ device synchronization. It does reset the process's peak counters, which the doc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from wan_otel import semconv
-
-_ALLOC_CUR = "allocated_bytes.all.current"
-_ALLOC_PEAK = "allocated_bytes.all.peak"
-_RES_CUR = "reserved_bytes.all.current"
-_RES_PEAK = "reserved_bytes.all.peak"
 
 
 @dataclass
@@ -66,12 +62,19 @@ class CudaMemory:
         self._device = device
 
     def _boundary(self, open_windows: Iterable[MemoryWindow]) -> tuple[int, int]:
-        stats = torch.cuda.memory_stats(self._device)  # one call: the counters are read together
-        alloc_peak, res_peak = stats.get(_ALLOC_PEAK, 0), stats.get(_RES_PEAK, 0)
+        # One call, so the counters are read together; the nested form, because
+        # ``memory_stats`` flattens its 120-odd keys in Python (about 80 us on a slow CPU,
+        # against 9 us for this), at every span boundary.
+        stats = torch.cuda.memory_stats_as_nested_dict(self._device)
+        allocated, reserved = (
+            _all_pools(stats, "allocated_bytes"),
+            _all_pools(stats, "reserved_bytes"),
+        )
+        alloc_peak, res_peak = allocated.get("peak", 0), reserved.get("peak", 0)
         for window in open_windows:
             window.fold(alloc_peak, res_peak)
         torch.cuda.reset_peak_memory_stats(self._device)
-        return stats.get(_ALLOC_CUR, 0), stats.get(_RES_CUR, 0)
+        return allocated.get("current", 0), reserved.get("current", 0)
 
     def open(self, open_windows: Iterable[MemoryWindow]) -> MemoryWindow:
         """A new window starting now; ``open_windows`` are its ancestors still open."""
@@ -82,6 +85,12 @@ class CudaMemory:
         """End ``window`` now; ``open_windows`` must include it."""
         allocated, reserved = self._boundary(open_windows)
         window.allocated_end, window.reserved_end = allocated, reserved
+
+
+def _all_pools(stats: Mapping[str, Any], kind: str) -> Mapping[str, int]:
+    """``stats[kind]["all"]`` of the allocator's nested statistics ({} where absent)."""
+    pools = stats.get(kind)
+    return pools.get("all", {}) if isinstance(pools, Mapping) else {}
 
 
 def memory_for(device: torch.device) -> CudaMemory | None:

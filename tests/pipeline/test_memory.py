@@ -27,12 +27,13 @@ class _FakeAllocator:
     def free(self, nbytes: int) -> None:
         self.current -= nbytes
 
-    def stats(self, device: Any = None) -> dict[str, int]:
+    def stats(self, device: Any = None) -> dict[str, Any]:
+        """The shape of ``torch.cuda.memory_stats_as_nested_dict`` (the keys read)."""
+        pools = {"small_pool": {"current": -1, "peak": -1}, "large_pool": {"current": -1}}
         return {
-            "allocated_bytes.all.current": self.current,
-            "allocated_bytes.all.peak": self.peak,
-            "reserved_bytes.all.current": self.current * 2,
-            "reserved_bytes.all.peak": self.peak * 2,
+            "allocated_bytes": {"all": {"current": self.current, "peak": self.peak}, **pools},
+            "reserved_bytes": {"all": {"current": self.current * 2, "peak": self.peak * 2}},
+            "num_ooms": 0,
         }
 
     def reset(self, device: Any = None) -> None:
@@ -42,7 +43,7 @@ class _FakeAllocator:
 
 def test_nested_windows_each_get_their_own_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _FakeAllocator()
-    monkeypatch.setattr(torch.cuda, "memory_stats", fake.stats)
+    monkeypatch.setattr(torch.cuda, "memory_stats_as_nested_dict", fake.stats)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", fake.reset)
     memory = CudaMemory(torch.device("cuda"))
     fake.alloc(100)
