@@ -9,6 +9,7 @@ GPM metrics are percentages (0..100) and MiB/s; they leave here as 0..1 fraction
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,11 @@ from wan_otel.exporter.backend import Activity
 
 GPM_MIN_GAP_S = 0.1
 """NVML: two ``nvmlGpmSampleGet`` calls of a GPU must be more than 100 ms apart."""
+
+GPM_WAIT_MAX_S = 0.02
+"""A read this little too soon waits out the rest of the gap instead of skipping the sample:
+a sampler every 0.1 s (the floor) wakes a few ms early about half the time, and skipping those
+reads would leave GPM windows of 0.2 s."""
 
 _MIB = 1 << 20
 
@@ -47,11 +53,17 @@ class GpmWindow:
     all GPUs of a backend; allocation raises pynvml's ``NVMLError``."""
 
     def __init__(
-        self, nvml: Any, handle: Any, clock: Callable[[], float], metrics_get: Any
+        self,
+        nvml: Any,
+        handle: Any,
+        clock: Callable[[], float],
+        metrics_get: Any,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._n = nvml
         self._handle = handle
         self._clock = clock
+        self._sleep = sleep
         self._mg = metrics_get
         self._samples = [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()]
         self._prev_t: float | None = None
@@ -72,9 +84,13 @@ class GpmWindow:
         Raises ``GpmUnusable`` when GPM returns no SM utilization."""
         before = self._clock()
         last_call = self._prev_call_t if self._prev_t is not None else None
-        if last_call is not None and before - last_call < GPM_MIN_GAP_S:
-            # Too soon for GPM: an empty window; the next read covers this time too.
-            return Activity(source=semconv.SOURCE_GPM, window_s=0.0, sm_active=0.0)
+        if last_call is not None and before - last_call <= GPM_MIN_GAP_S:
+            short = GPM_MIN_GAP_S - (before - last_call)
+            if short > GPM_WAIT_MAX_S:
+                # Too soon for GPM: an empty window; the next read covers this time too.
+                return Activity(source=semconv.SOURCE_GPM, window_s=0.0, sm_active=0.0)
+            self._sleep(short + 0.001)  # "more than 100 ms apart"
+            before = self._clock()
         self._prev_call_t = before
         if call("nvmlGpmSampleGet", self._handle, self._samples[1]) is None:
             self._prev_t = None

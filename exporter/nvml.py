@@ -104,6 +104,7 @@ class NvmlBackend:
         use_gpm: bool = True,
         pcie_cheap_s: float = PCIE_CHEAP_S,
         energy_interval_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``energy_interval_s``: read the energy counter at most this often, carried between
         readings by power (``energy_schedule``); 0 reads it every time."""
@@ -112,6 +113,7 @@ class NvmlBackend:
         self._use_gpm = use_gpm
         self._pcie_cheap_s = pcie_cheap_s
         self._energy_interval_s = energy_interval_s
+        self._sleep = sleep
         self._errors: dict[str, int] = {}
         self._devices: dict[int, _Device] = {}
         self._metrics_get: Any = None  # one 19 KB c_nvmlGpmMetricsGet_t, reused
@@ -226,7 +228,7 @@ class NvmlBackend:
             try:
                 if self._metrics_get is None:
                     self._metrics_get = n.c_nvmlGpmMetricsGet_t()
-                dev.gpm = GpmWindow(n, handle, self._clock, self._metrics_get)
+                dev.gpm = GpmWindow(n, handle, self._clock, self._metrics_get, self._sleep)
             except n.NVMLError as exc:
                 self._count("nvmlGpmSampleAlloc")
                 log.warning("GPU %d: GPM buffers failed (%s); using NVML utilization", index, exc)

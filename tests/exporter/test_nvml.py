@@ -233,6 +233,23 @@ def test_gpm_reads_closer_than_100ms_wait_for_the_next_window(
     assert later is not None and later.window_s == 0.5 and later.sm_active == 1.0
 
 
+def test_a_gpm_read_a_few_ms_early_waits_for_its_window(stub: StubNvml, clock: ManualClock) -> None:
+    """A sampler every 0.1 s wakes a few ms early half the time: such a read waits out the
+    gap (GPM needs more than 100 ms) rather than leave a 0.2 s window."""
+    backend = NvmlBackend(stub, clock, sleep=clock.advance)
+    backend.init()
+    backend.read(0)  # primes at t = 0
+    clock.advance(0.095)
+    activity = backend.read(0).activity
+    assert activity is not None and activity.window_s == pytest.approx(0.101)
+    assert activity.sm_active == 1.0  # busy for the first half second
+    assert stub.calls["nvmlGpmSampleGet"] == 2
+    clock.advance(0.05)  # 50 ms early: too far to wait for, an empty window
+    early = backend.read(0).activity
+    assert early is not None and early.window_s == 0.0
+    assert stub.calls["nvmlGpmSampleGet"] == 2
+
+
 def test_a_gpm_read_too_soon_leaves_the_counter_out_of_the_recorded_sample(
     stub: StubNvml, clock: ManualClock, tmp_path: Path
 ) -> None:
