@@ -24,6 +24,8 @@ GPM_WAIT_MAX_S = 0.02
 a sampler every 0.1 s (the floor) wakes a few ms early about half the time, and skipping those
 reads would leave GPM windows of 0.2 s."""
 
+GPM_WAIT_MARGIN_S = 0.0002
+
 _MIB = 1 << 20
 
 # (Activity field, GPM metric id name); ids are looked up on the pynvml module.
@@ -89,7 +91,10 @@ class GpmWindow:
             if short > GPM_WAIT_MAX_S:
                 # Too soon for GPM: an empty window; the next read covers this time too.
                 return Activity(source=semconv.SOURCE_GPM, window_s=0.0, sm_active=0.0)
-            self._sleep(short + 0.001)  # "more than 100 ms apart"
+            # "More than 100 ms apart", by a margin small enough not to push every later
+            # tick of a fixed-rate sampler at the floor out of reach: each wait leaves the
+            # next read that much shorter, so one in about 100 is still skipped.
+            self._sleep(short + GPM_WAIT_MARGIN_S)
             before = self._clock()
         self._prev_call_t = before
         if call("nvmlGpmSampleGet", self._handle, self._samples[1]) is None:
