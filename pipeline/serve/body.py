@@ -12,9 +12,10 @@ client that leaves mid-body gets nothing (``ClientDisconnect``), and no job exis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.datastructures import Headers, UploadFile
@@ -34,6 +35,38 @@ MAX_DEPTH = 4
 """Deepest JSON nesting a request needs: ``{"input_reference": {"image_url": ...}}`` is 2."""
 
 
+class BodyBudget:
+    """Bytes of request bodies held at once, over every request of a server: each body is
+    bounded, but a thousand connections each trickling one in would hold gigabytes. Used on
+    the event loop's thread only, so it needs no lock."""
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+
+    @contextlib.contextmanager
+    def account(self) -> Iterator[Callable[[int], None]]:
+        """A ``take(n)`` for one body's chunks; all it took is given back on the way out."""
+        taken = 0
+
+        def take(nbytes: int) -> None:
+            nonlocal taken
+            if self.held + nbytes > self.max_bytes:
+                raise ApiError(
+                    503,
+                    "the server is reading too many request bodies at once; retry shortly",
+                    code="server_busy",
+                    headers={"Retry-After": "1", "Connection": "close"},
+                )
+            self.held += nbytes
+            taken += nbytes
+
+        try:
+            yield take
+        finally:
+            self.held -= taken
+
+
 @dataclass(frozen=True)
 class BodyLimits:
     max_bytes: int = 16 * 1024 * 1024
@@ -42,6 +75,8 @@ class BodyLimits:
     """Longest time for a whole body to arrive."""
     max_fields: int = 32
     max_files: int = 2
+    budget: BodyBudget = field(default_factory=BodyBudget, compare=False)
+    """Shared by every request of one server."""
 
 
 def media_type(headers: Headers) -> str:
@@ -61,14 +96,15 @@ async def read_fields(headers: Headers, receive: Receive, limits: BodyLimits) ->
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limits.max_bytes:
         raise _too_large(limits)
-    chunks = _chunks(receive, limits)
-    if kind == "multipart/form-data":
-        return await _multipart(headers, chunks, limits)
-    raw = b"".join([chunk async for chunk in chunks])
-    # curl -d '{...}' without -H sends JSON as a URL-encoded form: take it for what it is.
-    if kind in JSON_TYPES or raw.lstrip().startswith(b"{"):
-        return parse_json(raw)
-    return await _urlencoded(headers, raw, limits)
+    with limits.budget.account() as take:
+        chunks = _chunks(receive, limits, take)
+        if kind == "multipart/form-data":
+            return await _multipart(headers, chunks, limits)
+        raw = b"".join([chunk async for chunk in chunks])
+        # curl -d '{...}' without -H sends JSON as a URL-encoded form: take it for what it is.
+        if kind in JSON_TYPES or raw.lstrip().startswith(b"{"):
+            return parse_json(raw)
+        return await _urlencoded(headers, raw, limits)
 
 
 def _too_large(limits: BodyLimits) -> ApiError:
@@ -80,8 +116,11 @@ def _too_large(limits: BodyLimits) -> ApiError:
     )
 
 
-async def _chunks(receive: Receive, limits: BodyLimits) -> AsyncGenerator[bytes, None]:
-    """The body's chunks as they come, within the size and time bounds."""
+async def _chunks(
+    receive: Receive, limits: BodyLimits, take: Callable[[int], None]
+) -> AsyncGenerator[bytes, None]:
+    """The body's chunks as they come, within the size and time bounds and the server's
+    budget (``take``)."""
     deadline = asyncio.get_running_loop().time() + limits.read_timeout_s
     received = 0
     while True:
@@ -100,6 +139,7 @@ async def _chunks(receive: Receive, limits: BodyLimits) -> AsyncGenerator[bytes,
         received += len(chunk)
         if received > limits.max_bytes:
             raise _too_large(limits)
+        take(len(chunk))
         if chunk:
             yield chunk
         if not message.get("more_body", False):
@@ -115,7 +155,13 @@ def parse_json(raw: bytes) -> dict[str, Any]:
             400, f"body is not UTF-8: {exc.reason} at byte {exc.start}", code="invalid_json"
         ) from None
     try:
-        body = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        body = json.loads(
+            text,
+            parse_int=_int,
+            parse_float=_float,
+            parse_constant=_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,
@@ -129,6 +175,20 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if _depth(body) > MAX_DEPTH:
         raise _too_deep()
     return body
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are each given once: a field given twice is refused, as in a
+    form, rather than the last one silently winning."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            shown = key if len(key) <= 64 else key[:61] + "..."
+            raise ApiError(
+                400, f"field {shown!r} is given twice", code="duplicate_parameter", param=shown
+            )
+        seen.add(key)
+    return dict(pairs)
 
 
 def _too_deep() -> ApiError:

@@ -107,7 +107,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     check_port("--port", args.port)
     hours = args.retention_hours
     if not math.isfinite(hours) or not 0 <= hours <= 100 * 365 * 24:
-        raise WanOtelError(f"--retention-hours {hours}: must be 0 (keep) or more")
+        raise WanOtelError(
+            f"--retention-hours {hours}: must be 0 (keep for ever) to {100 * 365 * 24} (100 years)"
+        )
     timeouts = (("--idle-timeout", args.idle_timeout), ("--read-timeout", args.read_timeout))
     for flag, value in timeouts:
         if not math.isfinite(value) or not 0.1 <= value <= 3600:
@@ -143,7 +145,7 @@ FILES_RESERVED = 256
 def _max_connections(wanted: int) -> int:
     """Check ``--max-connections`` and raise the open-file limit to fit it."""
     if not 1 <= wanted <= 1_000_000:
-        raise WanOtelError(f"--max-connections {wanted}: must be 1 or more")
+        raise WanOtelError(f"--max-connections {wanted}: must be 1 to 1000000")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = wanted + FILES_RESERVED
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -191,7 +193,12 @@ def main(args: argparse.Namespace) -> int:
                     f"{server.loaded_s:.1f} s (start-up run {server.engine.startup_run_id})"
                 )
         failed = server.stop_accepting()  # refused before it is said
-        _say(f"stopping: no new jobs; the running one has {config.grace_s:g} s to finish")
+        running = server.queue.running() is not None
+        _say(
+            f"stopping: no new jobs; the running one has {config.grace_s:g} s to finish"
+            if running
+            else "stopping: no new jobs; none is running"
+        )
         report = server.shutdown()
         _say(
             f"stopped: {failed + report.failed_queued} queued job(s) failed"
@@ -199,7 +206,7 @@ def main(args: argparse.Namespace) -> int:
             + (f"; {report.dropped_spans} span(s) not delivered" if report.dropped_spans else "")
         )
         if report.worker_stuck:
-            # Everything is on disk and flushed, but the worker thread is still inside torch.
+            # Everything is on disk and flushed, but the worker (or the loader) is inside torch.
             # Interpreter teardown would destroy native thread pools under it (SIGABRT,
             # "terminate called without an active exception"): leave without teardown.
             sys.stdout.flush()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,9 +125,17 @@ def write_thumbnail(video: Path, out: Path) -> None:
     frame = _first_frame(video)
     from PIL import Image
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    Image.fromarray(frame).save(tmp, format="WEBP", quality=90)
-    os.replace(tmp, out)
+    # A name of its own per writer: two requests for a new thumbnail write at once, and each
+    # rename must find its own file.
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            Image.fromarray(frame).save(file, format="WEBP", quality=90)
+        os.replace(name, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
 
 
 def _first_frame(video: Path) -> Any:

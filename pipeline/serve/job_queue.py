@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import logging
 import math
 import threading
 import time
@@ -22,6 +23,8 @@ from typing import Any
 from wan_otel.pipeline.serve.errors import ApiError
 from wan_otel.pipeline.serve.jobs import COMPLETED, FAILED, FINAL, IN_PROGRESS, QUEUED, Job
 from wan_otel.pipeline.serve.persist import JobFiles
+
+_log = logging.getLogger(__name__)
 
 RECENT_JOBS = 256
 """Finished jobs kept in memory; older ones are read from disk when asked for."""
@@ -169,10 +172,16 @@ class JobQueue:
                 self._running = None
                 self._renumber()
             self._live.pop(job.id, None)
-            if job.deleted:
-                self.files.remove(job.id)
-            else:
-                self.files.write(job.record())
+            try:
+                if job.deleted:
+                    self.files.remove(job.id)
+                else:
+                    self.files.write(job.record())
+            except OSError as exc:
+                # A full or failing disk must not stop the queue: the status is kept in memory
+                # (and shown) even though its record could not be written.
+                _log.warning("job %s: its final record was not written (%s)", job.id, exc)
+            if not job.deleted:
                 self._recent[job.id] = job
                 while len(self._recent) > RECENT_JOBS:
                     self._recent.popitem(last=False)

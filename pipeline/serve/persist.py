@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -29,6 +30,8 @@ from typing import IO, Any
 
 from wan_otel.errors import WanOtelError
 from wan_otel.store.run_store import RunStore
+
+_log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
 VIDEO_FILE = "video.mp4"
@@ -63,9 +66,16 @@ class JobFiles:
         # A link where a run folder should be is not followed (rmtree refuses it).
         shutil.rmtree(path, ignore_errors=True)
 
-    def create(self, job_id: str) -> None:
-        """The job's run folder, if it does not exist yet (an upload may have made it)."""
-        self.store.ensure_run(job_id)
+    def create(self, job_id: str) -> bool:
+        """The job's run folder, made in one step; False if a folder of that id exists (a
+        run id minted twice: the caller takes another, and must not touch that folder)."""
+        try:
+            self.store.create_run(job_id)
+        except WanOtelError:
+            if self.store.folder(job_id).path.exists():
+                return False
+            raise
+        return True
 
     def save_input(self, job_id: str, data: bytes, suffix: str) -> Path:
         path = self.store.folder(job_id).file(f"{INPUT_STEM}{suffix}")
@@ -105,8 +115,10 @@ class JobFiles:
         for entry in entries:
             if entry.is_dir() and os.path.isfile(os.path.join(entry.path, JOB_FILE)):
                 record = self.read(entry.name)
-                if record is not None:
+                if record is not None and record.get("id") == entry.name:
                     yield record
+                else:  # unreadable, or not this folder's: left alone, not served
+                    _log.warning("%s: not a job record of this folder; skipped", entry.path)
 
     def recover(self, now_s: float, retention_s: float | None = None) -> list[dict[str, Any]]:
         """Mark jobs a previous process left queued or in progress as failed (expiring after

@@ -91,7 +91,8 @@ class ShutdownReport:
     """The running job's id and how it ended, if one was running."""
     dropped_spans: int = 0
     worker_stuck: bool = False
-    """The worker is still inside a generation that never reached its next step."""
+    """The worker is still inside a generation that never reached its next step, or the model
+    is still loading: a thread is inside torch."""
 
 
 class Server:
@@ -111,6 +112,7 @@ class Server:
         self._telemetry: Telemetry | None = None
         self._engine: Engine | None = None
         self._worker: Worker | None = None
+        self._loader: threading.Thread | None = None
         self._http: HttpServer | None = None
         self.service: Service | None = None
 
@@ -161,7 +163,8 @@ class Server:
                 self._telemetry.shutdown()
             self._exit.close()
             raise
-        threading.Thread(target=self._load, name="wan-otel-loader", daemon=True).start()
+        self._loader = threading.Thread(target=self._load, name="wan-otel-loader", daemon=True)
+        self._loader.start()
         if config.retention_s is not None:
             threading.Thread(target=self._prune, name="wan-otel-pruner", daemon=True).start()
 
@@ -268,6 +271,12 @@ class Server:
             self._worker.stop(0.0, 0.0)
         if self._worker is not None:
             report.worker_stuck = not self._worker.join(1.0)
+        loader = self._loader
+        if loader is not None and loader.is_alive():
+            # Still loading (or warming up) the model, inside torch: as with a stuck worker,
+            # the process must not go through interpreter teardown under it.
+            loader.join(1.0)
+            report.worker_stuck = report.worker_stuck or loader.is_alive()
         if self._engine is not None and not report.worker_stuck:
             with contextlib.suppress(Exception):
                 self._engine.close()

@@ -73,6 +73,19 @@ class ServerMetrics:
         )
 
 
+HTTP_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+)
+OTHER_METHOD = "_OTHER"
+"""What the HTTP conventions record for a method outside the standard ones: h11 accepts any
+token as a method, and a label or span name per token would be unbounded."""
+
+
+def known_method(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in HTTP_METHODS else OTHER_METHOD
+
+
 def counting(app: Asgi, metrics: ServerMetrics, route_of: Callable[[Scope], str]) -> Asgi:
     """``app`` with each HTTP answer counted by method, route template and status."""
 
@@ -83,7 +96,7 @@ def counting(app: Asgi, metrics: ServerMetrics, route_of: Callable[[Scope], str]
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                metrics.answered(str(scope["method"]), route_of(scope), int(message["status"]))
+                metrics.answered(known_method(scope), route_of(scope), int(message["status"]))
             await send(message)
 
         await app(scope, receive, counting_send)

@@ -32,6 +32,9 @@ _log = logging.getLogger(__name__)
 MAX_LIST = 100
 VARIANTS = {"video": "video/mp4", "thumbnail": THUMBNAIL_MEDIA_TYPE}
 
+ID_ATTEMPTS = 5
+"""Run ids minted for a job before giving up (two alike in one second are rare)."""
+
 
 @dataclass(frozen=True)
 class Content:
@@ -83,7 +86,12 @@ class Service:
         image = request.image
 
         def on_disk() -> None:
-            self.files.create(job.id)
+            for _ in range(ID_ATTEMPTS):  # a run id is the second and 24 random bits
+                if self.files.create(job.id):
+                    break
+                job.id = new_run_id()
+            else:
+                raise RuntimeError(f"no free run id after {ID_ATTEMPTS} attempts")
             try:
                 if image is not None:
                     job.input_path = self.files.save_input(job.id, image.data, image.suffix)

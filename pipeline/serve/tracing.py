@@ -29,6 +29,7 @@ from wan_otel import semconv
 from wan_otel.pipeline.instrumentation.span_stream import RootHook
 from wan_otel.pipeline.runner.telemetry import Telemetry, resource
 from wan_otel.pipeline.serve.asgi import Asgi, Receive, Scope, Send
+from wan_otel.pipeline.serve.server_metrics import OTHER_METHOD, known_method
 
 SANITIZED_HEADERS = ["authorization", "cookie", "set-cookie", "x-api-key"]
 """Never recorded, even when ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*`` asks for them."""
@@ -78,8 +79,10 @@ def span_details(
 
     def details(scope: MutableMapping[str, Any]) -> tuple[str, dict[str, Any]]:
         route = route_of(scope)
-        method = str(scope.get("method", "HTTP"))
-        return f"{method} {route}", {semconv.HTTP_ROUTE: route}
+        method = known_method(scope)
+        return f"{'HTTP' if method == OTHER_METHOD else method} {route}", {
+            semconv.HTTP_ROUTE: route
+        }
 
     return details
 

@@ -126,16 +126,16 @@ def validate(
     if unknown:
         raise ApiError(
             400,
-            f"unknown field {unknown[0]!r}; allowed: {', '.join(FIELDS)}",
+            f"unknown field {_shown(unknown[0])}; allowed: {', '.join(FIELDS)}",
             code="unknown_parameter",
-            param=unknown[0],
+            param=unknown[0][:MAX_PARAM_CHARS],
         )
     model = body.get("model")
     if model is not None and (not isinstance(model, str) or not names.accepts(model)):
         allowed = ", ".join(repr(n) for n in names.allowed)
         raise ApiError(
             400,
-            f"model {model!r} is not served here; allowed: {allowed}",
+            f"model {_shown(model)} is not served here; allowed: {allowed}",
             code="model_not_found",
             param="model",
         )
@@ -208,10 +208,10 @@ def _size(body: dict[str, Any], limits: Limits, defaults: presets.Defaults) -> t
     if value is not None:
         match = _SIZE.fullmatch(value) if isinstance(value, str) else None
         if match is None:
-            raise _bad("size", f"{value!r} is not 'WIDTHxHEIGHT'; {allowed}")
+            raise _bad("size", f"{_shown(value)} is not 'WIDTHxHEIGHT'; {allowed}")
         given = int(match[1]), int(match[2])
         if (width is not None and width != given[0]) or (height is not None and height != given[1]):
-            raise _bad("size", f"{value!r} disagrees with width {width} and height {height}")
+            raise _bad("size", f"{_shown(value)} disagrees with width {width} and height {height}")
         param = "size"
     elif width is None and height is None:
         return defaults.width, defaults.height
@@ -222,7 +222,7 @@ def _size(body: dict[str, Any], limits: Limits, defaults: presets.Defaults) -> t
         given, param, value = (width, height), "width", f"{width}x{height}"
     for side in given:
         if side % m or not lo <= side <= hi:
-            raise _bad(param, f"{value!r}: {allowed}")
+            raise _bad(param, f"{_shown(value)}: {allowed}")
     return given
 
 
@@ -282,6 +282,10 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | No
     if not lo <= value <= hi:
         raise _bad(name, f"{value:g} is out of range; allowed {lo:g} to {hi:g}")
     return float(value)
+
+
+MAX_PARAM_CHARS = 64
+"""An error's ``param`` names the field at fault; a hostile field name is cut to this."""
 
 
 def _shown(value: Any) -> str:

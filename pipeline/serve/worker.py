@@ -56,8 +56,14 @@ class Worker:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             job = self._queue.take(POLL_S)
-            if job is not None:
+            if job is None:
+                continue
+            try:
                 self.execute(job)
+            except Exception:  # a bug must not end the queue's only worker, nor hang the job
+                _log.exception("job %s: the worker failed; the job is failed", job.id)
+                error = {"code": "server_error", "message": "the server failed running the job"}
+                self._queue.finish(job, FAILED, error)  # nothing if it already ended
 
     def execute(self, job: Job) -> None:
         """Run one taken job to its final status."""

@@ -12,7 +12,8 @@ client a fixture starts is stopped in its teardown, also when the test fails.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,17 @@ class Running:
 
     def finished_spans(self) -> list[ReadableSpan]:
         return list(self.spans.get_finished_spans())
+
+    def spans_once(
+        self, ready: Callable[[list[ReadableSpan]], bool], timeout_s: float = 10.0
+    ) -> list[ReadableSpan]:
+        """The finished spans once ``ready`` holds for them: an HTTP server span ends just
+        after its response has reached the client, so a test may look a moment too soon."""
+        deadline = time.monotonic() + timeout_s
+        while not ready(spans := self.finished_spans()):
+            assert time.monotonic() < deadline, "the spans did not arrive"
+            time.sleep(0.01)
+        return spans
 
     def stop(self) -> None:
         self.close_clients()

@@ -254,3 +254,43 @@ def test_bad_requests_say_what_is_allowed(idle: Running) -> None:
     assert cases[11][0].headers["Allow"] == "POST, GET, HEAD"
     assert messages[15].startswith("remix is not supported here")
     assert client.submit().status == 202  # the connection survived the errors
+
+
+def test_many_first_requests_for_a_thumbnail_at_once(idle: Running) -> None:
+    """The thumbnail is made on its first request: requests racing to make it each get it."""
+    client = idle.client()
+    job_id = client.submit().body["id"]
+    assert client.wait(job_id)["status"] == "completed"
+    answers: list[Answer] = []
+
+    def fetch() -> None:
+        answers.append(
+            Client(idle.server.port).request(
+                "GET", f"/v1/videos/{job_id}/content?variant=thumbnail"
+            )
+        )
+
+    threads = [threading.Thread(target=fetch) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [a.status for a in answers] == [200] * 8
+    assert len({a.raw for a in answers}) == 1
+    assert not [p.name for p in (idle.store / job_id).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_field_given_twice_or_a_hostile_name_is_a_short_400(idle: Running) -> None:
+    client = idle.client()
+    twice = b'{"prompt": "a cat", "seed": 1, "seed": 2}'
+    answer = client.request(
+        "POST", "/v1/videos", content=twice, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status == 400
+    assert (error_of(answer)["code"], error_of(answer)["param"]) == ("duplicate_parameter", "seed")
+    long_name = "x" * 1_000_000
+    answer = client.submit({"prompt": "a cat", long_name: 1})
+    assert answer.status == 400 and error_of(answer)["code"] == "unknown_parameter"
+    assert len(answer.raw) < 2_000
+    answer = client.submit({"prompt": "a cat", "model": "m" * 1_000_000})
+    assert answer.status == 400 and len(answer.raw) < 2_000

@@ -12,7 +12,7 @@ import pytest
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 
-from wan_otel.pipeline.serve.body import BodyLimits, parse_json, read_fields
+from wan_otel.pipeline.serve.body import BodyBudget, BodyLimits, parse_json, read_fields
 from wan_otel.pipeline.serve.errors import ApiError
 from wan_otel.pipeline.serve.images import Upload
 
@@ -106,3 +106,55 @@ def test_bodies_over_the_bound_late_or_abandoned() -> None:
     with pytest.raises(ApiError) as info:
         read(b"x", "text/plain")
     assert info.value.status == 415
+
+
+def test_bodies_held_at_once_share_one_budget() -> None:
+    """Each body is bounded, and so is what all of them hold together: a thousand
+    connections each trickling in a large body must not hold gigabytes."""
+    limits = BodyLimits(max_bytes=100, read_timeout_s=5.0, budget=BodyBudget(150))
+    slow_started, slow_go = asyncio.Event(), asyncio.Event()
+
+    async def slow_receive_factory() -> Any:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                slow_started.set()
+                return {
+                    "type": "http.request",
+                    "body": b'{"prompt": "' + b"a" * 86,
+                    "more_body": True,
+                }
+            await slow_go.wait()
+            return {"type": "http.request", "body": b'"}', "more_body": False}
+
+        return receive
+
+    async def fast_receive() -> dict[str, Any]:
+        return {
+            "type": "http.request",
+            "body": b'{"prompt": "' + b"b" * 50 + b'"}',
+            "more_body": False,
+        }
+
+    async def scenario() -> tuple[Any, Any, int, Any]:
+        json_headers = Headers({"content-type": "application/json"})
+        slow = asyncio.create_task(read_fields(json_headers, await slow_receive_factory(), limits))
+        await slow_started.wait()
+        with pytest.raises(ApiError) as refused:
+            await read_fields(json_headers, fast_receive, limits)
+        held_meanwhile = limits.budget.held
+        slow_go.set()
+        fields = await slow
+        after = await read_fields(json_headers, fast_receive, limits)  # room again
+        return refused.value, fields, held_meanwhile, after
+
+    refused, fields, held, after = asyncio.run(scenario())
+    assert (refused.status, refused.code) == (503, "server_busy")
+    assert refused.headers["Retry-After"] == "1"
+    assert held == 98  # the slow body's first chunk; the refused one gave its bytes back
+    assert fields == {"prompt": "a" * 86}
+    assert after == {"prompt": "b" * 50}
+    assert limits.budget.held == 0

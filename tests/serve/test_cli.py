@@ -31,11 +31,20 @@ def test_the_command_is_registered() -> None:
         (["--device", "cuda:0"], "wan-otel: --device cuda:0: CUDA is not available\n"),
         (
             ["--retention-hours", "-1"],
-            "wan-otel: --retention-hours -1.0: must be 0 (keep) or more\n",
+            "wan-otel: --retention-hours -1.0: must be 0 (keep for ever) to 876000 (100 years)\n",
+        ),
+        (
+            ["--retention-hours", "1e9"],
+            "wan-otel: --retention-hours 1000000000.0: must be 0 (keep for ever) to 876000 "
+            "(100 years)\n",
         ),
         (["--read-timeout", "0"], "wan-otel: --read-timeout 0.0: must be 0.1 to 3600 seconds\n"),
         (["--idle-timeout", "nan"], "wan-otel: --idle-timeout nan: must be 0.1 to 3600 seconds\n"),
-        (["--max-connections", "0"], "wan-otel: --max-connections 0: must be 1 or more\n"),
+        (["--max-connections", "0"], "wan-otel: --max-connections 0: must be 1 to 1000000\n"),
+        (
+            ["--max-connections", "2000000"],
+            "wan-otel: --max-connections 2000000: must be 1 to 1000000\n",
+        ),
         (["--api-key", " "], "wan-otel: --api-key is empty; give a key or leave it unset\n"),
     ],
 )

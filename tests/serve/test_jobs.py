@@ -270,3 +270,46 @@ def test_one_server_per_store(tmp_path: Path) -> None:
         pass
     with store_lock(tmp_path):  # released with its holder
         pass
+
+
+def test_a_final_record_that_cannot_be_written_still_ends_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails the job's last write: the queue goes on, the status is shown from
+    memory and waiters wake (the worker used to die there, leaving jobs queued for ever)."""
+    queue = open_queue(tmp_path)
+    submit(queue, job(1))
+    submit(queue, job(2))
+    first = queue.take(1.0)
+    assert first is not None
+    woke: list[str] = []
+    queue.on_final(lambda: woke.append("final"))
+
+    def full(record: dict[str, object], *, first: bool = False) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(queue.files, "write", full)
+    queue.finish(first, FAILED, {"code": "generation_failed", "message": "ENOSPC"})
+    assert queue.view(first.id)["status"] == FAILED
+    assert woke == ["final"]
+    second = queue.take(1.0)
+    assert second is not None and second.id == job(2).id
+
+
+def test_records_that_are_not_their_folders_are_skipped(tmp_path: Path) -> None:
+    queue = open_queue(tmp_path)
+    submit(queue, job(1))
+    (tmp_path / job(2).id).mkdir()
+    (tmp_path / job(2).id / JOB_FILE).write_text('{"status": "completed"}\n')  # no id
+    (tmp_path / job(3).id).mkdir()
+    (tmp_path / job(3).id / JOB_FILE).write_text(json.dumps({"id": job(1).id}) + "\n")
+    assert [r["id"] for r in JobFiles(tmp_path).records()] == [job(1).id]
+    assert JobQueue(2, JobFiles(tmp_path)).load_index() == 1
+
+
+def test_a_run_id_minted_twice_takes_another_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    files = JobFiles(tmp_path)
+    assert files.create(job(1).id) is True
+    (tmp_path / job(1).id / JOB_FILE).write_text(json.dumps(job(1).record()) + "\n")
+    assert files.create(job(1).id) is False  # exists: not ours to touch
+    assert (tmp_path / job(1).id / JOB_FILE).is_file()

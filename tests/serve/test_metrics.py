@@ -78,3 +78,24 @@ def _generation_labels() -> dict[str, str]:
         sc.LABEL_OFFLOAD: "none",
         sc.LABEL_WORLD_SIZE: "1",
     }
+
+
+def test_methods_outside_the_standard_ones_share_one_label(idle: Running) -> None:
+    """h11 takes any token as a method: each would be a new label (and span name) for ever."""
+    before = scrape(idle)
+    client = idle.client()
+    for method in ("FOO1", "FOO2", "BREW"):
+        assert client.request(method, "/v1/videos").status == 405
+    after = scrape(idle)
+    requests = NAMES[sc.METRIC_SERVER_REQUESTS]
+    methods = {
+        dict(labels).get("http_request_method") for name, labels in after if name == requests
+    }
+    assert not methods & {"FOO1", "FOO2", "BREW"}
+    other = {"http_request_method": "_OTHER", "http_route": "/v1/videos"}
+    grown = value(after, requests, **other, http_response_status_code="405") - value(
+        before, requests, **other, http_response_status_code="405"
+    )
+    assert grown == 3
+    spans = idle.spans_once(lambda s: sum(x.name == "HTTP /v1/videos" for x in s) >= 3)
+    assert not [s.name for s in spans if s.name.startswith(("FOO", "BREW"))]
