@@ -79,12 +79,17 @@ def test_create_and_poll_retrieve_download_delete(idle: Running) -> None:
 
 def test_the_poll_helper_follows_the_servers_interval(idle: Running) -> None:
     sdk = idle.sdk()
+    idle.switches.hold()  # the job stays in progress until released
     created = sdk.videos.create(prompt="a fox", size="32x32", extra_body=EXTRA)
     assert created.status == "queued"
+    assert idle.switches.held.wait(30)
     raw = sdk.videos.with_raw_response.retrieve(created.id)
-    if raw.parse().status in ("queued", "in_progress"):
-        assert 100 <= int(raw.headers["openai-poll-after-ms"]) <= 5000
+    assert raw.parse().status == "in_progress"
+    assert 100 <= int(raw.headers["openai-poll-after-ms"]) <= 5000
+    idle.switches.release()
     assert sdk.videos.poll(created.id).status == "completed"
+    final = sdk.videos.with_raw_response.retrieve(created.id)
+    assert "openai-poll-after-ms" not in final.headers
 
 
 def test_list_pages_through_every_video_in_both_orders(idle: Running) -> None:
