@@ -28,6 +28,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 from wan_otel import semconv
 from wan_otel.pipeline.instrumentation.span_stream import RootHook
 from wan_otel.pipeline.runner.telemetry import Telemetry, resource
+from wan_otel.pipeline.runner.trace_ids import MintedTraceIds
 from wan_otel.pipeline.serve.asgi import Asgi, Receive, Scope, Send
 from wan_otel.pipeline.serve.server_metrics import OTHER_METHOD, known_method
 
@@ -64,7 +65,10 @@ def http_tracer_provider(
 ) -> TracerProvider:
     """The HTTP spans' provider: same resource, the SDK's sampler (``OTEL_TRACES_SAMPLER``,
     parent-based by default), the OTLP processor if there is one, and ``extra``."""
-    provider = TracerProvider(resource=resource(), shutdown_on_exit=False)
+    # Ids from the operating system's randomness, as the runs' (``MintedTraceIds``).
+    provider = TracerProvider(
+        resource=resource(), shutdown_on_exit=False, id_generator=MintedTraceIds()
+    )
     if telemetry.otlp_counting is not None:  # shut down with the run spans' provider
         provider.add_span_processor(telemetry.otlp_counting)
     for processor in extra:
