@@ -167,6 +167,8 @@ class FakeBackend:
             raise BackendUnavailable("nvmlInit", "NVML Shared Library Not Found")
         self._up = True
         self._prev.clear()
+        for energy in self._energy.values():  # kept, as NvmlBackend keeps them by UUID
+            energy.resume()
         devices = tuple(
             DeviceInfo(index=i, uuid=fake_uuid(i), name=g.name) for i, g in enumerate(self._gpus)
         )
@@ -179,6 +181,8 @@ class FakeBackend:
             raise BackendUnavailable("nvmlDeviceGetMemoryInfo", "Uninitialized")
         if index in self._lost:
             self._prev.pop(index, None)
+            if index in self._energy:
+                self._energy[index].resume()
             self._count("nvmlDeviceGetMemoryInfo")
             raise DeviceError("nvmlDeviceGetMemoryInfo", "GPU is lost")
         gpu = self._gpus[index]

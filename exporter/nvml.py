@@ -113,6 +113,9 @@ class NvmlBackend:
         self._use_gpm = use_gpm
         self._pcie_cheap_s = pcie_cheap_s
         self._energy_interval_s = energy_interval_s
+        self._energy: dict[str, ScheduledEnergy] = {}
+        """By GPU UUID, kept across re-initialisations: what a GPU's counter published
+        before must bound what it publishes after."""
         self._sleep = sleep
         self._errors: dict[str, int] = {}
         self._devices: dict[int, _Device] = {}
@@ -223,7 +226,9 @@ class NvmlBackend:
             self._count("nvmlDeviceGetHandleByIndex")
             log.warning("GPU %d cannot be opened (%s); left out until NVML restarts", index, exc)
             return None
-        dev = _Device(info, handle, energy=ScheduledEnergy(self._energy_interval_s))
+        energy = self._energy.setdefault(info.uuid, ScheduledEnergy(self._energy_interval_s))
+        energy.resume()
+        dev = _Device(info, handle, energy=energy)
         if self._use_gpm and self._gpm_supported(handle):
             try:
                 if self._metrics_get is None:
@@ -351,6 +356,7 @@ class NvmlBackend:
             self._count(call)
             if code in (n.NVML_ERROR_GPU_IS_LOST, n.NVML_ERROR_RESET_REQUIRED):
                 dev.prev_t = None
+                dev.energy.resume()
                 if dev.gpm is not None:
                     dev.gpm.reset()
                 raise DeviceError(call, str(exc)) from None

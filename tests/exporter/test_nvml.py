@@ -304,13 +304,38 @@ def test_the_energy_counter_is_read_on_its_own_schedule(stub: StubNvml, clock: M
         clock.advance(0.5)
     assert stub.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2  # at 0 and 5 s
     assert stub.calls["nvmlDeviceGetPowerUsage"] == 11
-    # between readings: the counter plus the stand-in's constant 351.25 W
-    assert published[:3] == pytest.approx(
-        [123_456.789, 123_456.789 + 175.625, 123_456.789 + 351.25]
+    # between readings: the counter plus 95 % of the stand-in's constant 351.25 W, less half
+    # a second of it (kept below the counter)
+    start = 123_456.789
+    assert published[:4] == pytest.approx(
+        [start, start, start + 0.95 * 351.25 - 175.625, start + 0.95 * 526.875 - 175.625]
     )
-    assert published[-1] == pytest.approx(123_456.789 + 4.5 * 351.25)  # held: ahead of the counter
-    schedule = backend.energy_schedules()[0]
-    assert (schedule.reads, schedule.max_error_j) == (2, pytest.approx(5 * 351.25))
+    assert backend.energy_schedules()[0].reads == 2
+
+
+def test_a_reinitialised_nvml_never_lowers_the_energy_counter(
+    stub: StubNvml, clock: ManualClock
+) -> None:
+    """The counter runs 3 % below what the power readings say (sensors disagree); NVML is
+    re-initialised (the sampler does so after any ``Uninitialized``). A fresh schedule used to
+    publish the counter below the estimate before it: Prometheus then counted the GPU's whole
+    lifetime energy as a counter reset."""
+    counter_w = 0.97 * 351.25
+    stub.nvmlDeviceGetTotalEnergyConsumption = (  # type: ignore[method-assign]
+        lambda handle: int(1000 * (100_000.0 + counter_w * clock()))
+    )
+    backend = NvmlBackend(stub, clock, energy_interval_s=5.0)
+    backend.init()
+    published = []
+    for step in range(40):
+        if step == 18:
+            backend.shutdown()
+            backend.init()
+        value = backend.read(0, processes=False).energy_joules
+        assert value is not None and value <= 100_000.0 + counter_w * clock() + 1e-3
+        published.append(value)
+        clock.advance(0.5)
+    assert published == sorted(published)
 
 
 def test_unsupported_fields_are_none_and_not_called_again(

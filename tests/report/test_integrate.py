@@ -124,3 +124,23 @@ def test_counters_beyond_the_float_range_give_no_mean_not_nan() -> None:
     series = CounterSeries([0, S, 2 * S, 3 * S], [big, 0.0, big, 1.0])
     mean = series.mean(0, 3 * S)
     assert mean.pct is None and mean.reason == "GPU counter values out of range"
+
+
+def test_a_held_reading_under_partial_load_is_known_by_its_early_time() -> None:
+    # GPM read too soon at 0.18 s (0.08 s after the last): held; the next interval then rises
+    # by both windows' busy time, 0.09 s in 0.12 s, which does not outrun time.
+    times = [0, S // 10, 18 * S // 100, 3 * S // 10, 4 * S // 10]
+    values = [0.0, 0.05, 0.05, 0.14, 0.19]
+    gpm = CounterSeries(times, values, activity=True, min_gap_ns=S // 10)
+    assert (gpm.held, gpm.times) == (1, [0, S // 10, 3 * S // 10, 4 * S // 10])
+    other = CounterSeries(times, values, activity=True)  # no floor between reads: kept
+    assert other.held == 0
+
+
+def test_the_tolerance_shows_a_rise_beyond_time() -> None:
+    # Both edges fall inside intervals whose counter rose 1.04 s per second: the mean exceeds
+    # 100 % and the tolerance says by how much that is beyond possible.
+    series = CounterSeries([0, S, 2 * S, 3 * S], [0.0, 1.04, 2.08, 3.12])
+    mean = series.mean(S // 2, 5 * S // 2)
+    assert mean.pct == pytest.approx(104.0)
+    assert mean.tolerance_pct == pytest.approx(100 * (0.02 + 0.02) / 2)

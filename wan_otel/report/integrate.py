@@ -50,12 +50,18 @@ class CounterSeries:
     """One GPU's cumulative counter samples, sorted by time and reset-corrected."""
 
     def __init__(
-        self, times_ns: Sequence[int], values: Sequence[float], *, activity: bool = False
+        self,
+        times_ns: Sequence[int],
+        values: Sequence[float],
+        *,
+        activity: bool = False,
+        min_gap_ns: int = 0,
     ) -> None:
         """``activity``: the counter is seconds busy, so it cannot rise faster than time; a
         reading held from the sample before (a GPM read skipped as too soon after the last
-        one: the next read covers both windows) is recognised by that and left out
-        (``held`` counts them), so the counter is exact at every sample kept."""
+        one: the next read covers both windows) is recognised by that, or by coming less than
+        ``min_gap_ns`` (the source's floor between reads: GPM's 100 ms) after the one before,
+        and left out (``held`` counts them), so the counter is exact at every sample kept."""
         if len(times_ns) != len(values):
             raise ValueError("times and values differ in length")
         order = sorted(range(len(times_ns)), key=lambda i: times_ns[i])
@@ -77,19 +83,23 @@ class CounterSeries:
             previous = v
             self.times.append(t)
             self.values.append(v + offset)
-        self.held = self._drop_held() if activity else 0
+        self.held = self._drop_held(min_gap_ns) if activity else 0
         gaps = [b - a for a, b in zip(self.times, self.times[1:])]
         self.interval_s = statistics.median(gaps) / 1e9 if gaps else 0.0
 
-    def _drop_held(self) -> int:
-        """Leave out readings equal to the one before when the counter then rises faster than
-        time (by more than ``HELD_RATE``): they are stale, and would put the busy time of two
-        intervals into the second one."""
+    def _drop_held(self, min_gap_ns: int) -> int:
+        """Leave out readings equal to the one before that came less than ``min_gap_ns`` after
+        it, or after which the counter rises faster than time (by more than ``HELD_RATE``):
+        they are stale (a GPM read skipped as too soon), and would put the busy time of two
+        intervals into the second one. Leaving out a genuine idle reading costs only
+        resolution: the counter stays exact at every reading kept."""
         t, v = self.times, self.values
         keep = [0] if t else []
         for i in range(1, len(t) - 1):
-            stale = v[i] == v[keep[-1]] and (v[i + 1] - v[i]) * 1e9 > HELD_RATE * (t[i + 1] - t[i])
-            if not stale:
+            held = v[i] == v[keep[-1]]
+            early = t[i] - t[keep[-1]] < min_gap_ns
+            outrun = (v[i + 1] - v[i]) * 1e9 > HELD_RATE * (t[i + 1] - t[i])
+            if not (held and (early or outrun)):
                 keep.append(i)
         if len(t) > 1:
             keep.append(len(t) - 1)
@@ -158,8 +168,10 @@ class CounterSeries:
         of the sample interval that begins at sample ``interval``."""
         length = (self.times[interval + 1] - self.times[interval]) / 1e9
         part = (end_ns - start_ns) / 1e9
-        busy = self.values[interval + 1] - self.values[interval]
-        busy = min(max(busy, 0.0), length)  # what the interval can physically have held
-        estimate = busy * part / length
+        rise = self.values[interval + 1] - self.values[interval]
+        estimate = rise * part / length  # what the mean takes
+        busy = min(max(rise, 0.0), length)  # what the interval can physically have held
         low, high = max(0.0, busy - (length - part)), min(part, busy)
+        # A rise beyond the interval's length (samples that disagree) puts the estimate above
+        # anything possible: the tolerance then says by how much.
         return max(estimate - low, high - estimate)

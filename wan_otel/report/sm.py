@@ -10,6 +10,10 @@ from wan_otel.report.spans import attr_str
 from wan_otel.store.otlp_json import SpanRecord
 from wan_otel.store.samples import GpuSample
 
+GPM_MIN_GAP_NS = 100_000_000
+"""GPM's floor between two reads: an unchanged reading closer than this to the one before was
+a read skipped as too soon."""
+
 SOURCE_MEANING = {
     "gpm": "GPM SM activity (share of SMs busy)",
     "nvml_util": "NVML utilization (share of time any kernel ran; this GPU has no GPM)",
@@ -33,10 +37,13 @@ class SmSeries:
             seen = sorted({s.uuid for s in samples})
             self.why = f"no GPU samples for the run's GPU {uuid} (samples cover {', '.join(seen)})"
             return
-        self.series = CounterSeries(
-            [s.t_ns for s in mine], [s.sm_active_s or 0.0 for s in mine], activity=True
-        )
         self.source = mine[-1].source
+        self.series = CounterSeries(
+            [s.t_ns for s in mine],
+            [s.sm_active_s or 0.0 for s in mine],
+            activity=True,
+            min_gap_ns=GPM_MIN_GAP_NS if self.source == sc.SOURCE_GPM else 0,
+        )
         self.why = ""
 
     def mean(self, span: SpanRecord) -> WindowMean:

@@ -78,6 +78,8 @@ def _comment(tree: RunTree, span: SpanRecord, window: WindowMean, transfer_s: fl
         parts.append(f"incl. {duration(transfer_s)} transfers")
     if window.pct is None and window.reason and "interval" in window.reason:
         parts.append("too short for SM")
+    elif window.pct is None and window.reason and "faster than time" in window.reason:
+        parts.append("GPU samples inconsistent")
     return "; ".join(parts)
 
 
