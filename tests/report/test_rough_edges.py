@@ -19,6 +19,7 @@ from wan_otel.report.model import Report
 from wan_otel.store import RunStore
 from wan_otel.store.otlp_json import STATUS_ERROR, SpanRecord
 from wan_otel.store.run_store import RunData
+from wan_otel.store.samples import GpuSample
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -343,3 +344,20 @@ def test_no_op_transfers_fold_into_one_row(reference_store: Path, reference_run_
     assert row.comment == "transformer: 0 B moved"
     assert row.duration_s == pytest.approx(0.0101, abs=5e-5)
     assert re.search(r"^  30 no-op transfers +\|   10\.1 ms \|", text, re.M)
+
+
+def test_a_window_whose_samples_outrun_time_says_so() -> None:
+    """Samples that put more than 110 % busy into a step give no SM figure, and the row says
+    why rather than leaving an unexplained n/a."""
+    run = _fast_run([2.0, 2.0], tail_s=0.0)
+    (root,) = [s for s in run.spans if s.name == sc.SPAN_GENERATE]
+    run.spans[run.spans.index(root)] = dataclasses.replace(
+        root, attributes={**root.attributes, sc.GPU_UUID: "GPU-x"}
+    )
+    start = root.start_ns - S
+    samples = [
+        GpuSample(start + i * S // 2, 0, "GPU-x", "gpm", sm_active_s=0.65 * i) for i in range(20)
+    ]  # 1.3 s busy a second
+    report = build_report(dataclasses.replace(run, samples=samples))
+    steps = [row for row in report.trace if row.name.startswith("Step ")]
+    assert [(row.sm_pct, row.comment) for row in steps] == [(None, "GPU samples inconsistent")] * 2
