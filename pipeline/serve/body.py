@@ -22,7 +22,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from wan_otel.pipeline.serve.errors import ApiError
+from wan_otel.pipeline.serve.errors import ApiError, short_param
 from wan_otel.pipeline.serve.images import Upload
 from wan_otel.pipeline.serve.waiters import within
 
@@ -160,7 +160,7 @@ def parse_json(raw: bytes) -> dict[str, Any]:
             parse_int=_int,
             parse_float=_float,
             parse_constant=_constant,
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=_collect,  # a key given twice is refused, as in a form
         )
     except json.JSONDecodeError as exc:
         raise ApiError(
@@ -175,20 +175,6 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if _depth(body) > MAX_DEPTH:
         raise _too_deep()
     return body
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object whose keys are each given once: a field given twice is refused, as in a
-    form, rather than the last one silently winning."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            shown = key if len(key) <= 64 else key[:61] + "..."
-            raise ApiError(
-                400, f"field {shown!r} is given twice", code="duplicate_parameter", param=shown
-            )
-        seen.add(key)
-    return dict(pairs)
 
 
 def _too_deep() -> ApiError:
@@ -238,8 +224,9 @@ def _collect(items: list[tuple[str, Any]]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, value in items:
         if name in fields:
+            shown = short_param(name)
             raise ApiError(
-                400, f"field {name!r} is given twice", code="duplicate_parameter", param=name
+                400, f"field {shown!r} is given twice", code="duplicate_parameter", param=shown
             )
         fields[name] = value
     return fields

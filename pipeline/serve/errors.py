@@ -71,6 +71,15 @@ class ApiError(Exception):
         return json_bytes(self.body())
 
 
+PARAM_CHARS = 64
+"""An error's ``param`` names the field at fault; a hostile field name is cut to this."""
+
+
+def short_param(name: str) -> str:
+    """A field name as an error names it (a hostile one can be megabytes)."""
+    return name if len(name) <= PARAM_CHARS else name[: PARAM_CHARS - 3] + "..."
+
+
 def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=True).encode("ascii")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wan_otel.pipeline.runner import presets
-from wan_otel.pipeline.serve.errors import ApiError
+from wan_otel.pipeline.serve.errors import ApiError, short_param
 from wan_otel.pipeline.serve.images import InputImage, decode_image, image_from_reference
 
 FIELDS: dict[str, str] = {
@@ -128,7 +128,7 @@ def validate(
             400,
             f"unknown field {_shown(unknown[0])}; allowed: {', '.join(FIELDS)}",
             code="unknown_parameter",
-            param=unknown[0][:MAX_PARAM_CHARS],
+            param=short_param(unknown[0]),
         )
     model = body.get("model")
     if model is not None and (not isinstance(model, str) or not names.accepts(model)):
@@ -282,10 +282,6 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | No
     if not lo <= value <= hi:
         raise _bad(name, f"{value:g} is out of range; allowed {lo:g} to {hi:g}")
     return float(value)
-
-
-MAX_PARAM_CHARS = 64
-"""An error's ``param`` names the field at fault; a hostile field name is cut to this."""
 
 
 def _shown(value: Any) -> str:
