@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from wan_otel.errors import WanOtelError
@@ -25,26 +26,34 @@ from wan_otel.report.sources import (
 from wan_otel.store.run_store import STORE_ENV
 
 
-def _seconds(text: str) -> float:
-    """``--timeout``: a positive, finite number of seconds (argparse: one line, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a positive number of seconds")
-    return value
+def _positive(unit: str) -> Callable[[str], float]:
+    """A flag's parser for a positive, finite number of ``unit`` (argparse: one line, exit 2)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: must be a positive number of {unit}")
+        return value
+
+    return parse
 
 
-def peak_tflops(text: str) -> float:
-    """``--peak-tflops``: a positive, finite number of TFLOP/s (argparse: one line, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of TFLOP/s") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a positive number of TFLOP/s")
-    return value
+_seconds = _positive("seconds")
+"""``--timeout``."""
+peak_tflops = _positive("TFLOP/s")
+"""``--peak-tflops``."""
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help=f"local run store (default ${STORE_ENV} or ./wan-otel-runs)",
+    )
 
 
 def add_peak_argument(parser: argparse.ArgumentParser) -> None:
@@ -60,12 +69,7 @@ def add_peak_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="the run to analyse")
-    parser.add_argument(
-        "--store",
-        type=Path,
-        default=None,
-        help=f"local run store (default ${STORE_ENV} or ./wan-otel-runs)",
-    )
+    add_store_argument(parser)
     parser.add_argument(
         "--traces",
         default=None,

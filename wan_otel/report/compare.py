@@ -11,16 +11,20 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 from wan_otel.errors import ExitStatus, WanOtelError
 from wan_otel.report.build import build_report
-from wan_otel.report.cli import add_output_argument, add_peak_argument, check_output, write_output
+from wan_otel.report.cli import (
+    add_output_argument,
+    add_peak_argument,
+    add_store_argument,
+    check_output,
+    write_output,
+)
 from wan_otel.report.comparison import compare
 from wan_otel.report.render_compare import render_json, render_markdown, render_text
 from wan_otel.report.render_compare_html import render_compare_html
 from wan_otel.report.sources import Sources, gather
-from wan_otel.store.run_store import STORE_ENV
 
 DEFAULT_TOLERANCE_PCT = 5.0
 REGRESSED = ExitStatus.REGRESSION
@@ -40,12 +44,7 @@ def _tolerance(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_a", metavar="RUN_A", help="the reference run (before)")
     parser.add_argument("run_b", metavar="RUN_B", help="the run to check (after)")
-    parser.add_argument(
-        "--store",
-        type=Path,
-        default=None,
-        help=f"local run store (default ${STORE_ENV} or ./wan-otel-runs)",
-    )
+    add_store_argument(parser)
     parser.add_argument(
         "--tolerance",
         type=_tolerance,
