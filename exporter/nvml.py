@@ -54,13 +54,14 @@ PCIE_CHEAP_S = 0.002
 class _Device:
     info: DeviceInfo
     handle: Any
+    energy: ScheduledEnergy
+    """Kept by the backend per GPU UUID, across re-initialisations."""
     gpm: GpmWindow | None = None
     """GPM state; None where GPM is unsupported (activity from NVML utilization)."""
     prev_t: float | None = None
     """Clock time of the previous utilization read; None until primed (or after an error)."""
     unsupported: set[str] = field(default_factory=set)
     pcie_nvml: bool = False
-    energy: ScheduledEnergy = field(default_factory=lambda: ScheduledEnergy(0.0))
 
 
 _NVML_LOCK = threading.RLock()
