@@ -16,7 +16,7 @@ from typing import Any
 from wan_otel import semconv
 from wan_otel.exporter.backend import Activity
 
-GPM_MIN_GAP_S = 0.1
+GPM_MIN_GAP_S = semconv.GPM_MIN_GAP_S
 """NVML: two ``nvmlGpmSampleGet`` calls of a GPU must be more than 100 ms apart."""
 
 GPM_WAIT_MAX_S = 0.02

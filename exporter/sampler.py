@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from wan_otel import semconv
 from wan_otel.exporter.backend import (
     BackendError,
     BackendUnavailable,
@@ -29,7 +30,7 @@ from wan_otel.exporter.snapshot import GpuState, Integrals, Snapshot
 
 log = logging.getLogger(__name__)
 
-MIN_INTERVAL_S = 0.1
+MIN_INTERVAL_S = semconv.GPM_MIN_GAP_S
 """NVML GPM needs more than 100 ms between two samples of a GPU ("due to the internal sample
 refresh rate", NVML GPM docs); shorter intervals are refused rather than silently wrong."""
 

@@ -702,6 +702,10 @@ LABEL_CUDA_VERSION: Final = "cuda_version"
 SOURCE_GPM: Final = "gpm"
 """Value of LABEL_SOURCE and SAMPLE_SOURCE: NVML GPU performance monitoring (Hopper+)."""
 
+GPM_MIN_GAP_S: Final = 0.1
+"""NVML: two GPM samples of a GPU must be more than this apart ("due to the internal sample
+refresh rate"): the sampler's floor, and how the report knows a read that was skipped."""
+
 SOURCE_NVML_UTIL: Final = "nvml_util"
 """Value of LABEL_SOURCE and SAMPLE_SOURCE: ``nvmlDeviceGetUtilizationRates().gpu``, a duty
 cycle (any kernel running), where GPM is unsupported."""

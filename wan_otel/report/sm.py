@@ -10,10 +10,6 @@ from wan_otel.report.spans import attr_str
 from wan_otel.store.otlp_json import SpanRecord
 from wan_otel.store.samples import GpuSample
 
-GPM_MIN_GAP_NS = 100_000_000
-"""GPM's floor between two reads: an unchanged reading closer than this to the one before was
-a read skipped as too soon."""
-
 SOURCE_MEANING = {
     "gpm": "GPM SM activity (share of SMs busy)",
     "nvml_util": "NVML utilization (share of time any kernel ran; this GPU has no GPM)",
@@ -42,7 +38,8 @@ class SmSeries:
             [s.t_ns for s in mine],
             [s.sm_active_s or 0.0 for s in mine],
             activity=True,
-            min_gap_ns=GPM_MIN_GAP_NS if self.source == sc.SOURCE_GPM else 0,
+            # An unchanged GPM reading closer than GPM's floor to the one before was a skipped read.
+            min_gap_ns=round(sc.GPM_MIN_GAP_S * 1e9) if self.source == sc.SOURCE_GPM else 0,
         )
         self.why = ""
 
