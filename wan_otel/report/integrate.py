@@ -173,5 +173,6 @@ class CounterSeries:
         busy = min(max(rise, 0.0), length)  # what the interval can physically have held
         low, high = max(0.0, busy - (length - part)), min(part, busy)
         # A rise beyond the interval's length (samples that disagree) puts the estimate above
-        # anything possible: the tolerance then says by how much.
-        return max(estimate - low, high - estimate)
+        # anything possible: the tolerance then says by how much, up to the whole part (past
+        # that the window's mean is no measurement, and gets none).
+        return min(part, max(estimate - low, high - estimate))
