@@ -87,6 +87,8 @@ def instrument(
     collectives.install()
     try:
         observer.sync()
+        # Read before the first call, not at its start, where the GPU would wait for it.
+        observer.guard.call(observer.model_attributes)
         install_call_wrapper(pipe, _dispatch)
     except BaseException:
         uninstrument(pipe)

@@ -35,7 +35,11 @@ from wan_otel.pipeline.instrumentation.hooks import (
     reset_depth,
 )
 from wan_otel.pipeline.instrumentation.memory import memory_for
-from wan_otel.pipeline.instrumentation.offload import OffloadObserver, detect_offload_mode
+from wan_otel.pipeline.instrumentation.offload import (
+    OffloadObserver,
+    detect_offload_mode,
+    hooks_fingerprint,
+)
 from wan_otel.pipeline.instrumentation.settings import Settings
 from wan_otel.pipeline.instrumentation.span_stream import SpanStream
 from wan_otel.pipeline.instrumentation.timing import timeline_for
@@ -219,17 +223,13 @@ class PipelineObserver:
 
     def model_attributes(self) -> dict[str, Any]:
         """Model, offload mode, dtypes and weight bytes of the pipeline now. Reading them walks
-        every parameter (tens of ms for a 5B model, at the start of every call): they are kept
-        while the components and their offload hooks stay the same objects."""
+        every parameter (about 10 ms for a 5B model): ``instrument`` reads them, and a call
+        reads them again only when a component or its offload hooks changed."""
         components = self.components()
         key = (
-            *(
-                (name, id(module), id(vars(module).get("_diffusers_hook")),
-                 id(vars(module).get("_hf_hook")))
-                for name, module in components.items()
-            ),
+            *((name, hooks_fingerprint(module)) for name, module in components.items()),
             len(getattr(self.pipe, "_all_hooks", None) or ()),
-        )  # fmt: skip
+        )
         if self._model_key != key:
             self._model_key, self._model_attrs = key, self._read_model_attributes(components)
         return dict(self._model_attrs)

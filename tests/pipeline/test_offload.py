@@ -21,7 +21,13 @@ from wan_otel import semconv as sc
 from wan_otel.pipeline import instrument, uninstrument, use_generation
 from wan_otel.pipeline.instrumentation.generation import Generation
 from wan_otel.pipeline.instrumentation.hooks import HOOK_NAME
-from wan_otel.pipeline.instrumentation.offload import TO_DEVICE, TO_HOST, module_bytes
+from wan_otel.pipeline.instrumentation.observer import PipelineObserver
+from wan_otel.pipeline.instrumentation.offload import (
+    TO_DEVICE,
+    TO_HOST,
+    OffloadObserver,
+    module_bytes,
+)
 from wan_otel.pipeline.instrumentation.span_stream import SpanStream
 from wan_otel.pipeline.instrumentation.timing import HostTimeline
 
@@ -164,3 +170,38 @@ def test_sequential_offload_layer_loads_merge_into_one_span(
     assert 0.06 <= duration < 0.075
     uninstrument(tiny_pipe)
     assert all("pre_forward" not in vars(h) for h in hooks)
+
+
+def test_calls_walk_the_modules_only_when_a_components_hooks_changed(
+    tiny_pipe: Any, spans: SpanBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Walking every submodule for weights and offload hooks costs milliseconds on a real
+    model, at a moment the GPU waits: ``instrument`` does it, a call only when something
+    changed (here: group offloading enabled between two calls)."""
+    walks: list[str] = []
+    real_discover = OffloadObserver._discover
+    real_read = PipelineObserver._read_model_attributes
+
+    def discover(self: OffloadObserver, name: str, root: torch.nn.Module) -> None:
+        walks.append(f"offload:{name}")
+        real_discover(self, name, root)
+
+    def read(self: PipelineObserver, components: dict[str, torch.nn.Module]) -> Any:
+        walks.append("weights")
+        return real_read(self, components)
+
+    monkeypatch.setattr(OffloadObserver, "_discover", discover)
+    monkeypatch.setattr(PipelineObserver, "_read_model_attributes", read)
+    instrument(tiny_pipe, spans.provider, run_id="w")
+    assert walks.count("weights") == 1 and "offload:transformer" in walks
+    walks.clear()
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    assert walks == []
+    tiny_pipe.enable_group_offload(
+        onload_device=CPU, offload_device=CPU, offload_type="block_level", num_blocks_per_group=1
+    )
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    assert "weights" in walks and {"offload:transformer", "offload:vae"} <= set(walks)
+    roots = by_name(spans.spans(), sc.SPAN_GENERATE)
+    assert [r.attributes[sc.OFFLOAD_MODE] for r in roots] == ["none", "none", "group"]  # type: ignore[index]
