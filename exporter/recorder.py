@@ -152,4 +152,4 @@ class GpuSampleRecorder:
 def _nvml_backend() -> GpuBackend:
     from wan_otel.exporter.nvml import NvmlBackend
 
-    return NvmlBackend()
+    return NvmlBackend(run_figures_only=True)

@@ -200,6 +200,36 @@ def test_fields_are_converted_to_base_units(stub: StubNvml, clock: ManualClock) 
     assert backend.errors() == {}
 
 
+def test_a_run_sampler_makes_only_the_calls_its_samples_need(
+    stub: StubNvml, clock: ManualClock
+) -> None:
+    """Inside a generating process each NVML call's return takes the interpreter lock back:
+    the run's sampler reads activity, memory, power and energy, nothing else."""
+    full, lean = NvmlBackend(stub, clock), NvmlBackend(stub, clock, run_figures_only=True)
+    full.init()
+    lean.init()
+    stub.calls.clear()
+    whole = full.read(0, processes=False)
+    full_calls = dict(stub.calls)
+    stub.calls.clear()
+    clock.advance(0.2)
+    brief = lean.read(0, processes=False)
+    needed = {
+        "nvmlDeviceGetMemoryInfo_v2",
+        "nvmlDeviceGetPowerUsage",
+        "nvmlDeviceGetTotalEnergyConsumption",
+        "nvmlGpmSampleGet",
+    }
+    assert needed <= set(stub.calls) <= needed | {"nvmlGpmMetricsGet"}
+    assert sum(stub.calls.values()) <= sum(full_calls.values()) - 6
+    assert (brief.memory_used_bytes, brief.power_watts) == (
+        whole.memory_used_bytes,
+        whole.power_watts,
+    )
+    assert brief.energy_joules is not None and brief.activity is not None
+    assert brief.temperature_celsius is None and brief.clock_events is None
+
+
 def test_gpm_windows_integrate_exactly(stub: StubNvml, clock: ManualClock) -> None:
     backend = NvmlBackend(stub, clock)
     backend.init()
