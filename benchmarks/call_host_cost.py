@@ -292,6 +292,40 @@ def gil_probe(calls: Calls, seconds: float) -> dict[str, Any]:
     return out
 
 
+def boundary_costs(calls: Calls, repeats: int = 2000) -> dict[str, float]:
+    """Microseconds each piece of a span boundary takes on the calling thread (GPU idle)."""
+    if not calls.cuda:
+        return {}
+    from wan_otel.pipeline.instrumentation.generation import Generation
+    from wan_otel.pipeline.instrumentation.memory import memory_for
+    from wan_otel.pipeline.instrumentation.timing import timeline_for
+
+    device = calls.device
+    generation = Generation(timeline_for(device), run_id="boundaries",
+                            memory=memory_for(device), nvtx=True)  # fmt: skip
+
+    def open_close() -> None:
+        generation.close(generation.open("wan.boundary"))
+
+    pieces: dict[str, Callable[[], Any]] = {
+        "event create + record": lambda: torch.cuda.Event(enable_timing=True).record(),
+        "memory_stats_as_nested_dict": lambda: torch.cuda.memory_stats_as_nested_dict(device),
+        "reset_peak_memory_stats": lambda: torch.cuda.reset_peak_memory_stats(device),
+        "nvtx push + pop": lambda: (torch.cuda.nvtx.range_push("x"), torch.cuda.nvtx.range_pop()),
+        "record open + close (two boundaries)": open_close,
+    }
+    out = {}
+    for name, piece in pieces.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            piece()
+            times.append(time.perf_counter() - started)
+        out[name] = round(1e6 * statistics.median(times), 2)
+    generation.finish()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
@@ -311,6 +345,8 @@ def main() -> int:
         "torch": torch.__version__,
         "steps_per_call": args.steps,
     }
+    result["boundaries_us"] = boundary_costs(calls)
+    print("boundary pieces, us:", json.dumps(result["boundaries_us"]), flush=True)
     result["segments"] = segments(calls, args.rounds)
     result["host"] = host_accounting(calls, args.accounting_calls)
     result["gil"] = gil_probe(calls, args.probe_seconds)
