@@ -7,10 +7,11 @@ behind its batch processor, the span stream's thread, the generation metrics, th
 GPU sampler at 0.1 s) with the call under ``use_generation``. Each pair gives a difference;
 the report is the median of the paired differences and a bootstrap 95 % interval of that
 median, per call and per step (GPU time per step from CUDA events recorded by a step
-callback). A second configuration adds OTLP export to a local HTTP endpoint. The time only
-the scope takes around a run (its folder, summary, sampler start and stop) is reported apart.
+callback). A second configuration adds OTLP export to a local HTTP endpoint (a process of
+its own). The time only the scope takes around a run (its folder, summary, sampler start
+and stop) is reported apart.
 
-    python benchmarks/overhead.py --pairs 20 [--otlp-pairs 8] [--steps 2]
+    python benchmarks/overhead.py --pairs 20 [--otlp-pairs 8] [--steps 2]   # --pairs 0: OTLP only
     python benchmarks/overhead.py --dry-run      # the tiny preset on the CPU, to check it
 """
 
@@ -23,9 +24,9 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,8 @@ class Bench:
                         stack_walls.append(wall)
                         stack_steps.append(steps)
                         scopes.append(scope)
+                print(f"  pair {index + 1}/{count}: bare {bare_walls[-1]:.4f} s, "
+                      f"stack {stack_walls[-1]:.4f} s", flush=True)  # fmt: skip
         finally:
             uninstrument(self.pipe)
         return _summary(bare_walls, stack_walls, bare_steps, stack_steps, scopes)
@@ -195,7 +198,13 @@ def main() -> int:
     parser.add_argument("--otlp-pairs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sink:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+        print(server.server_port, flush=True)
+        server.serve_forever()
+        return 0
     args.preset = "tiny" if args.dry_run else "ti2v-5b-random"
     args.height, args.width, args.frames = (32, 32, 9) if args.dry_run else (704, 1280, 121)
     args.max_len = 16 if args.dry_run else 512
@@ -213,16 +222,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         store = RunStore(Path(folder) / "store")
         telemetry = setup_telemetry(TelemetryConfig(store=store, otlp=False))
-        result["stack"] = bench.pairs(args.pairs, telemetry, store)
+        if args.pairs:
+            result["stack"] = bench.pairs(args.pairs, telemetry, store)
         telemetry.shutdown()
         if args.otlp_pairs:
-            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{server.server_port}"
-            telemetry = setup_telemetry(TelemetryConfig(store=store))
-            result["stack_otlp"] = bench.pairs(args.otlp_pairs, telemetry, store)
-            telemetry.shutdown()
-            server.shutdown()
+            # The endpoint in a process of its own, as a Collector is: in this one, its
+            # request handling would take the interpreter lock from the calls measured.
+            sink = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE)
+            try:
+                port = int(sink.stdout.readline()) if sink.stdout else 0
+                os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+                telemetry = setup_telemetry(TelemetryConfig(store=store))
+                result["stack_otlp"] = bench.pairs(args.otlp_pairs, telemetry, store)
+                telemetry.shutdown()
+            finally:
+                sink.terminate()
+                sink.wait(10)
     print(json.dumps(result, indent=2))
     out = os.environ.get("OUT")
     if out:

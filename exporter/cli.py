@@ -26,6 +26,7 @@ from wan_otel.errors import ExitStatus, WanOtelError
 from wan_otel.exporter.backend import GpuBackend
 from wan_otel.exporter.collector import SnapshotCollector
 from wan_otel.exporter.exposition import Exposition, Throttled
+from wan_otel.exporter.gauges import DEFAULT_GAUGE_INTERVAL_S, MAX_GAUGE_INTERVAL_S
 from wan_otel.exporter.procinfo import ProcessResolver
 from wan_otel.exporter.sampler import MAX_INTERVAL_S, MIN_INTERVAL_S, Sampler, check_interval
 from wan_otel.exporter.server import ExporterServer, ServerLimits, make_app
@@ -88,6 +89,16 @@ def _energy_interval(text: str) -> float:
     return seconds
 
 
+def _gauge_interval(text: str) -> float:
+    seconds = _number(text)
+    if math.isnan(seconds) or not 0 <= seconds <= MAX_GAUGE_INTERVAL_S:
+        raise argparse.ArgumentTypeError(
+            f"gauge interval {text} s is outside 0..{MAX_GAUGE_INTERVAL_S:g} seconds "
+            "(0 reads them every sample)"
+        )
+    return seconds
+
+
 def _count(low: int, high: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         n = _integer(text)
@@ -125,6 +136,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read the GPU energy counter (2-3 ms of CPU a call) at most this often and carry "
         "it between readings by the power readings; 0 reads it every sample "
         f"(default {DEFAULT_ENERGY_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--gauge-interval",
+        type=_gauge_interval,
+        default=DEFAULT_GAUGE_INTERVAL_S,
+        metavar="SECONDS",
+        help="read the state gauges (temperature, clocks, clock events, ECC, per-process "
+        "memory: seven NVML calls a GPU) at most this often; activity, power and memory are "
+        f"read every sample; 0 reads them every sample (default {DEFAULT_GAUGE_INTERVAL_S:g})",
     )
     parser.add_argument("--backend", choices=("nvml", "fake"), default="nvml")
     parser.add_argument(
@@ -182,13 +202,15 @@ def build_backend(args: argparse.Namespace) -> GpuBackend:
         try:
             spec = "0.5" if args.fake_profile is None else args.fake_profile
             return FakeBackend(
-                parse_profiles(spec, args.fake_gpus), energy_interval_s=args.energy_interval
+                parse_profiles(spec, args.fake_gpus),
+                energy_interval_s=args.energy_interval,
+                gauge_interval_s=args.gauge_interval,
             )
         except ValueError as exc:
             raise WanOtelError(str(exc)) from None
     from wan_otel.exporter.nvml import NvmlBackend
 
-    return NvmlBackend(energy_interval_s=args.energy_interval)
+    return NvmlBackend(energy_interval_s=args.energy_interval, gauge_interval_s=args.gauge_interval)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from wan_otel.exporter.backend import (
     decode_clock_events,
 )
 from wan_otel.exporter.energy_schedule import ScheduledEnergy
+from wan_otel.exporter.gauges import Gauges, GaugeSchedule
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class FakeBackend:
         gpm_cost_s: float = 0.0,
         energy_cost_s: float = 0.0,
         energy_interval_s: float = 0.0,
+        gauge_interval_s: float = 0.0,
         driver_version: str = "580.159.04",
         cuda_version: str = "13.0",
     ) -> None:
@@ -123,6 +125,7 @@ class FakeBackend:
         self._origin = clock()
         self._call_cost_s = call_cost_s
         self._gpm_cost_s = gpm_cost_s
+        self._gauges = GaugeSchedule(gauge_interval_s)
         self._energy_cost_s = energy_cost_s
         self._energy_interval_s = energy_interval_s
         self._energy: dict[int, ScheduledEnergy] = {}
@@ -167,6 +170,7 @@ class FakeBackend:
             raise BackendUnavailable("nvmlInit", "NVML Shared Library Not Found")
         self._up = True
         self._prev.clear()
+        self._gauges.forget()
         for energy in self._energy.values():  # kept, as NvmlBackend keeps them by UUID
             energy.resume()
         devices = tuple(
@@ -188,15 +192,18 @@ class FakeBackend:
         gpu = self._gpus[index]
         now = self._clock()
         t = now - self._origin
-        # Nine plain NVML calls a read (memory, power, temperature, two clocks, clock events, two
-        # ECC counts, utilization or processes), as NvmlBackend makes, and the energy counter
-        # when its schedule says so (``energy_schedule``).
-        self._spend(self._call_cost_s * (9 + (1 if processes else 0)))
+        # The plain NVML calls NvmlBackend makes: memory and power every read (and utilization
+        # without GPM), the energy counter when its schedule says so (``energy_schedule``),
+        # six state gauges and the processes when theirs does (``gauges``).
+        self._spend(self._call_cost_s * (2 if gpu.gpm else 3))
         if gpu.gpm:
             self._spend(self._gpm_cost_s)
         level = gpu.profile.level_at(t)
         power = gpu.idle_watts + (gpu.busy_watts - gpu.idle_watts) * _last_second(gpu.profile, t)
         energy = self._energy.setdefault(index, ScheduledEnergy(self._energy_interval_s))
+        gauges = self._gauges.get(
+            index, now, processes, lambda: self._read_gauges(gpu, level, processes)
+        )
         return GpuReading(
             activity=self._activity(index, gpu, now),
             memory_used_bytes=gpu.memory_used_bytes,
@@ -204,6 +211,18 @@ class FakeBackend:
             memory_total_bytes=gpu.memory_total_bytes,
             power_watts=power,
             energy_joules=energy.update(now, power, lambda: self._energy_counter_j(gpu, t)),
+            temperature_celsius=gauges.temperature_celsius,
+            sm_clock_hertz=gauges.sm_clock_hertz,
+            memory_clock_hertz=gauges.memory_clock_hertz,
+            clock_events=gauges.clock_events,
+            ecc_corrected=gauges.ecc_corrected,
+            ecc_uncorrected=gauges.ecc_uncorrected,
+            processes=gauges.processes,
+        )
+
+    def _read_gauges(self, gpu: FakeGpu, level: float, processes: bool) -> Gauges:
+        self._spend(self._call_cost_s * (6 + (1 if processes else 0)))
+        return Gauges(
             temperature_celsius=35.0 + 40.0 * level,
             sm_clock_hertz=1_980_000_000.0 if level > 0 else 345_000_000.0,
             memory_clock_hertz=2_619_000_000.0,

@@ -37,6 +37,7 @@ from wan_otel.exporter.backend import (
     decode_clock_events,
 )
 from wan_otel.exporter.energy_schedule import ScheduledEnergy
+from wan_otel.exporter.gauges import Gauges, GaugeSchedule
 from wan_otel.exporter.gpm import GpmUnusable, GpmWindow, fraction
 
 try:
@@ -107,12 +108,15 @@ class NvmlBackend:
         energy_interval_s: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         run_figures_only: bool = False,
+        gauge_interval_s: float = 0.0,
     ) -> None:
         """``energy_interval_s``: read the energy counter at most this often, carried between
         readings by power (``energy_schedule``); 0 reads it every time. ``run_figures_only``:
         read only what a run's GPU samples hold (activity, memory, power, energy): five NVML
         calls a GPU instead of twelve, for the sampler inside a generating process, where
-        each call's return takes the interpreter lock back from the generation."""
+        each call's return takes the interpreter lock back from the generation.
+        ``gauge_interval_s``: read the state gauges (temperature, clocks, clock events, ECC,
+        processes) at most this often (``gauges``); 0 reads them every time."""
         self._n = SerializedNvml(nvml if nvml is not None else pynvml)
         self._clock = clock
         self._use_gpm = use_gpm
@@ -123,6 +127,7 @@ class NvmlBackend:
         before must bound what it publishes after."""
         self._sleep = sleep
         self._run_figures_only = run_figures_only
+        self._gauges = GaugeSchedule(gauge_interval_s)
         self._errors: dict[str, int] = {}
         self._devices: dict[int, _Device] = {}
         self._metrics_get: Any = None  # one 19 KB c_nvmlGpmMetricsGet_t, reused
@@ -141,6 +146,7 @@ class NvmlBackend:
             self._count("nvmlInit")
             raise BackendUnavailable("nvmlInit", str(exc)) from None
         self._initialised = True
+        self._gauges.forget()
         try:
             driver = str(n.nvmlSystemGetDriverVersion())
             cuda = self._cuda_version()
@@ -181,12 +187,9 @@ class NvmlBackend:
                 power_watts=None if power is None else power / 1000.0,
                 energy_joules=energy,
             )
-        temperature = self._call(dev, "nvmlDeviceGetTemperature", h, n.NVML_TEMPERATURE_GPU)
-        sm_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_SM, key="sm")
-        mem_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_MEM, key="mem")
-        events = self._clock_events(dev)
-        corrected, uncorrected = self._ecc(dev)
-        procs = self._processes(dev) if processes else None
+        gauges = self._gauges.get(
+            index, self._clock(), processes, lambda: self._read_gauges(dev, processes)
+        )
         return GpuReading(
             activity=activity,
             memory_used_bytes=used,
@@ -194,13 +197,30 @@ class NvmlBackend:
             memory_total_bytes=None if memory is None else int(memory.total),
             power_watts=None if power is None else power / 1000.0,
             energy_joules=energy,
+            temperature_celsius=gauges.temperature_celsius,
+            sm_clock_hertz=gauges.sm_clock_hertz,
+            memory_clock_hertz=gauges.memory_clock_hertz,
+            clock_events=gauges.clock_events,
+            ecc_corrected=gauges.ecc_corrected,
+            ecc_uncorrected=gauges.ecc_uncorrected,
+            processes=gauges.processes,
+        )
+
+    def _read_gauges(self, dev: _Device, processes: bool) -> Gauges:
+        n, h = self._n, dev.handle
+        temperature = self._call(dev, "nvmlDeviceGetTemperature", h, n.NVML_TEMPERATURE_GPU)
+        sm_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_SM, key="sm")
+        mem_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_MEM, key="mem")
+        events = self._clock_events(dev)
+        corrected, uncorrected = self._ecc(dev)
+        return Gauges(
             temperature_celsius=None if temperature is None else float(temperature),
             sm_clock_hertz=None if sm_clock is None else sm_clock * 1e6,
             memory_clock_hertz=None if mem_clock is None else mem_clock * 1e6,
             clock_events=None if events is None else decode_clock_events(int(events)),
             ecc_corrected=corrected,
             ecc_uncorrected=uncorrected,
-            processes=procs,
+            processes=self._processes(dev) if processes else None,
         )
 
     def errors(self) -> Mapping[str, int]:

@@ -208,6 +208,17 @@ def test_unusable_energy_intervals_are_usage_errors(
     ) in error
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "61"])
+def test_unusable_gauge_intervals_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    error = usage_error(capsys, "--gauge-interval", value)
+    assert (
+        f"argument --gauge-interval: gauge interval {value} s is outside 0..60 seconds "
+        "(0 reads them every sample)"
+    ) in error
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--fake-gpus", "2"), ("--fake-profile", "0.5")])
 def test_fake_backend_flags_need_the_fake_backend(
     capsys: pytest.CaptureFixture[str], flag: str, value: str

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from wan_otel.exporter.backend import ProcessMemory
 from wan_otel.exporter.fake import ActivityProfile, FakeBackend, FakeGpu, parse_profiles
+
+from .conftest import ManualClock
 
 
 def test_duty_cycle_levels_and_integral() -> None:
@@ -59,3 +62,15 @@ def test_energy_is_the_integral_of_power() -> None:
     backend.init()
     now[0] = 3.0  # 1.5 s busy at 700 W, 1.5 s idle at 70 W
     assert backend.read(0).energy_joules == 700.0 * 1.5 + 70.0 * 1.5
+
+
+def test_the_fake_reads_state_gauges_on_their_schedule_as_nvml_does() -> None:
+    clock = ManualClock()
+    backend = FakeBackend([FakeGpu()], clock, gauge_interval_s=2.0)
+    backend.init()
+    first = backend.read(0)
+    backend.set_gpu(0, FakeGpu(processes=(ProcessMemory(7, 1 << 20),)))
+    clock.advance(1.5)
+    assert backend.read(0).processes == first.processes  # held: read 1.5 s ago
+    clock.advance(0.5)
+    assert backend.read(0).processes == (ProcessMemory(7, 1 << 20),)

@@ -230,6 +230,33 @@ def test_a_run_sampler_makes_only_the_calls_its_samples_need(
     assert brief.temperature_celsius is None and brief.clock_events is None
 
 
+def test_state_gauges_are_read_on_their_own_schedule(stub: StubNvml, clock: ManualClock) -> None:
+    """Temperature, clocks, clock events, ECC and processes: at most every gauge interval,
+    served as last read in between; activity, power and memory every sample."""
+    backend = NvmlBackend(stub, clock, gauge_interval_s=2.0)
+    backend.init()
+    temperatures, memories, readings = [], [], []
+    for _ in range(5):  # t = 0, 0.5, 1.0, 1.5, 2.0
+        readings.append(backend.read(0))
+        temperatures.append(stub.calls["nvmlDeviceGetTemperature"])
+        memories.append(stub.calls["nvmlDeviceGetMemoryInfo_v2"])
+        clock.advance(0.5)
+    assert temperatures == [1, 1, 1, 1, 2] and memories == [1, 2, 3, 4, 5]
+    assert stub.calls["nvmlDeviceGetTotalEccErrors"] == 4  # two kinds, twice
+    assert stub.calls["nvmlDeviceGetComputeRunningProcesses"] == 2
+    served = {(r.temperature_celsius, r.sm_clock_hertz, r.ecc_corrected) for r in readings}
+    assert served == {(47.0, 1.98e9, 3)}
+    assert all(r.processes and r.processes[0].pid == 4242 for r in readings)
+    backend.read(0, processes=False)  # asked without processes: not the held read
+    assert stub.calls["nvmlDeviceGetTemperature"] == 3
+    backend.init()  # NVML restarted: every gauge afresh
+    backend.read(0, processes=False)
+    assert stub.calls["nvmlDeviceGetTemperature"] == 4
+    clock.advance(-1.0)  # a clock that went back does not hold them for longer
+    backend.read(0, processes=False)
+    assert stub.calls["nvmlDeviceGetTemperature"] == 5
+
+
 def test_gpm_windows_integrate_exactly(stub: StubNvml, clock: ManualClock) -> None:
     backend = NvmlBackend(stub, clock)
     backend.init()
