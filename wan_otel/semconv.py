@@ -128,7 +128,8 @@ RUN_INTERRUPT_STAGE: Final = "wan.run.interrupt.stage"
 """string. Root span of an interrupted run: the span name of the stage the signal arrived in."""
 
 RUN_INTERRUPT_STEP: Final = "wan.run.interrupt.step"
-"""int. Root span of a run interrupted while denoising: the index of the step in progress."""
+"""int. Root span of a run interrupted while denoising: the index of the step in progress
+(between two steps: of the step it kept from starting)."""
 
 WORLD_SIZE: Final = "wan.world_size"
 """int. Processes (GPUs) that run one generation together; 1 for a single-GPU run. On every

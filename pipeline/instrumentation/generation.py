@@ -266,7 +266,16 @@ class Generation:
             return self.outcome
         if self._stack:
             self.close(self.root, error=error)
+        if self.root.end is None:  # off the stack unended: see below
+            self.root.end = self.timeline.mark()
         for record in self.records:
+            if record.end is None:
+                # Opened but never closed from the stack: an exception raised between two of
+                # our statements (a signal's handler raises wherever the thread is). Left
+                # open, its span, and so every ancestor's and the root's, would never end.
+                if error is not None:
+                    record.fail(error)
+                record.end = self.root.end
             record.sealed = True
         self.guard.call(self.timeline.resolve)
         if self._stream is not None:

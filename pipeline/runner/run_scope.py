@@ -128,17 +128,28 @@ def _folder(plan: RunPlan) -> RunFolder | None:
 
 
 def _interrupt_attributes(generation: Generation, exc: RunInterrupted) -> dict[str, Any]:
-    """Which signal, and the stage and step it stopped (the records it failed)."""
+    """Which signal, and the stage and step it stopped: the records it failed, or left
+    without an end (it came inside our own bookkeeping; ``finish`` fails them too)."""
     attrs: dict[str, Any] = {semconv.RUN_INTERRUPT_SIGNAL: exc.signal_name}
-    failed = [r for r in generation.records if r.error_type == type(exc).__name__]
+    failed = [r for r in generation.records if r.error_type == type(exc).__name__ or r.end is None]
     stages = [r for r in failed if r.parent is generation.root]
     steps = [r for r in failed if r.name == semconv.SPAN_DENOISE_STEP]
     if stages:
         attrs[semconv.RUN_INTERRUPT_STAGE] = stages[-1].name
+    step: object = None
     if steps:
         step = steps[-1].attributes.get(semconv.DENOISE_STEP)
-        if isinstance(step, int):
-            attrs[semconv.RUN_INTERRUPT_STEP] = step
+    elif stages and stages[-1].name == semconv.SPAN_DENOISE:
+        # Between two steps (the callback, the loop's own work): the step it kept from
+        # starting, the one after the last that ran.
+        ran = [
+            r.attributes.get(semconv.DENOISE_STEP)
+            for r in stages[-1].children
+            if r.name == semconv.SPAN_DENOISE_STEP
+        ]
+        step = max((i for i in ran if isinstance(i, int)), default=-1) + 1
+    if isinstance(step, int):
+        attrs[semconv.RUN_INTERRUPT_STEP] = step
     return attrs
 
 

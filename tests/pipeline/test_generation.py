@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from opentelemetry.trace import StatusCode
 
 from tests.pipeline.conftest import SpanBackend
@@ -100,3 +103,41 @@ def test_new_run_ids_are_valid_store_folder_names_and_distinct() -> None:
     assert len(ids) == 50
     for run_id in ids:
         assert check_run_id(run_id) == run_id
+
+
+class _InterruptOnRelease:
+    """A lock that raises ``KeyboardInterrupt`` on its release once armed, on the arming
+    thread: Ctrl-C arriving between two statements of ``Generation.open``, after the record
+    joined its parent and before it joined the stack."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.armed_on: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        if self.armed_on == threading.get_ident():
+            self.armed_on = None
+            raise KeyboardInterrupt
+
+
+def test_a_record_an_interrupt_left_half_open_still_ends_with_every_ancestor(
+    spans: SpanBackend,
+) -> None:
+    generation = _generation(spans)
+    stage = generation.open(sc.SPAN_DENOISE)
+    lock = _InterruptOnRelease()
+    generation.lock = lock  # type: ignore[assignment]
+    lock.armed_on = threading.get_ident()
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        generation.open(sc.SPAN_DENOISE_STEP, {sc.DENOISE_STEP: 0})
+    generation.close(stage, error=interrupted.value)
+    generation.finish(interrupted.value)
+    done = spans.spans()
+    assert {s.name for s in done} == {sc.SPAN_GENERATE, sc.SPAN_DENOISE, sc.SPAN_DENOISE_STEP}
+    (step,) = by_name(done, sc.SPAN_DENOISE_STEP)
+    assert step.status.status_code is StatusCode.ERROR
+    assert step.attributes[sc.ERROR_TYPE] == "KeyboardInterrupt"  # type: ignore[index]
