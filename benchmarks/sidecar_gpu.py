@@ -1,10 +1,11 @@
 """The sidecar on real GPUs, side by side with nvitop-exporter: CPU, memory, scrape latency.
 
 Each exporter runs as users run it, in a process of its own, one after the other (never two
-at once: they would share NVML's locks): ``wan-otel exporter --backend nvml`` at 0.5 s (the
-energy counter on its own 5 s schedule, the default, and read every sample) and at 1 s, and
-``nvitop-exporter`` at 0.5 s and 1 s. Per configuration: CPU % of a core over ``--seconds``
-unscraped, resident memory split as the kernel reports it (anonymous, file-backed, shared),
+at once: they would share NVML's locks): ``wan-otel exporter --backend nvml`` at 0.5 s with its
+defaults (energy counter every 5 s, state gauges every 2 s), with the state gauges or the
+energy counter read every sample, at 1 s, and with sampling off; ``nvitop-exporter`` at 0.5 s
+and 1 s. Per configuration: CPU % of a core over ``--seconds`` unscraped, resident memory split
+as the kernel reports it (anonymous, file-backed, shared),
 then ``/metrics`` scraped at 5 Hz on one kept-alive connection (as Prometheus does) for
 ``--scrape-seconds``: latency p50 / p99 and CPU under scrapes. Two floors beside them: a
 Python that only sleeps, and one that loaded NVML and holds its device handles. Then what each
@@ -186,7 +187,8 @@ def nvml_costs(repeats: int = 60) -> dict[str, Any]:
 
 def sample_costs(samples: int = 40) -> dict[str, Any]:
     """CPU milliseconds (this thread's clock) of one sample of every GPU and of encoding the
-    exposition after it, as the exporter does them every ``--interval`` (energy every 5 s)."""
+    exposition after it, as the exporter does them every ``--interval`` (its defaults: energy
+    every 5 s, state gauges every 2 s)."""
     sys.path.insert(0, str(ROOT))
     import wan_otel
 
@@ -199,7 +201,7 @@ def sample_costs(samples: int = 40) -> dict[str, Any]:
     from wan_otel.exporter.nvml import NvmlBackend
     from wan_otel.exporter.sampler import Sampler
 
-    backend = NvmlBackend(energy_interval_s=5.0)
+    backend = NvmlBackend(energy_interval_s=5.0, gauge_interval_s=2.0)
     registry = CollectorRegistry()
     exposition = Exposition(registry)
     sampler = Sampler(backend, 0.5, on_sample=lambda _snapshot: None)
@@ -238,12 +240,19 @@ def main() -> int:
                 argparse.Namespace(seconds=2.0)),
     ]  # fmt: skip
     configs: list[tuple[str, list[str], dict[str, str]]] = []
-    for interval, energy in (("0.5", "5"), ("0.5", "0"), ("1", "5"), ("3600", "5")):
+    for interval, energy, gauges in (
+        ("0.5", "5", "2"),  # the defaults
+        ("0.5", "5", "0"),  # state gauges every sample (before --gauge-interval)
+        ("0.5", "0", "2"),
+        ("1", "5", "2"),
+        ("3600", "5", "2"),  # sampling off: the server's own cost
+    ):
         port = _free_port()
         command = [sys.executable, "-m", "wan_otel", "exporter", "--backend", "nvml",
                    "--host", "127.0.0.1", "--port", str(port), "--interval", interval,
-                   "--energy-interval", energy]  # fmt: skip
-        configs.append((f"wan-otel {interval} s, energy every {energy} s", command, ours))
+                   "--energy-interval", energy, "--gauge-interval", gauges]  # fmt: skip
+        name = f"wan-otel {interval} s, energy every {energy} s, gauges every {gauges} s"
+        configs.append((name, command, ours))
     if args.nvitop_path:
         peer = dict(base, PYTHONPATH=os.pathsep.join([str(args.nvitop_path),
                                                       base.get("PYTHONPATH", "")]))  # fmt: skip

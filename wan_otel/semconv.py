@@ -129,7 +129,7 @@ RUN_INTERRUPT_STAGE: Final = "wan.run.interrupt.stage"
 
 RUN_INTERRUPT_STEP: Final = "wan.run.interrupt.step"
 """int. Root span of a run interrupted while denoising: the index of the step in progress
-(between two steps: of the step it kept from starting)."""
+(between two steps: of the step it kept from starting; absent after the last step)."""
 
 WORLD_SIZE: Final = "wan.world_size"
 """int. Processes (GPUs) that run one generation together; 1 for a single-GPU run. On every

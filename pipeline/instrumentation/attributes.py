@@ -149,6 +149,13 @@ def dtype_attributes(components: Mapping[str, torch.nn.Module]) -> Attributes:
     return attrs
 
 
+def weights_probe(module: torch.nn.Module) -> tuple[Any, ...]:
+    """The first weight's dtype and kind: enough to see a component cast or quantized since
+    its attributes were read (a cheap look; a cast of some weights only is not seen)."""
+    first = next(module.parameters(), None)
+    return (None,) if first is None else (first.dtype, type(first))
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 

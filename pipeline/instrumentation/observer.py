@@ -227,7 +227,10 @@ class PipelineObserver:
         reads them again only when a component or its offload hooks changed."""
         components = self.components()
         key = (
-            *((name, hooks_fingerprint(module)) for name, module in components.items()),
+            *(
+                (name, hooks_fingerprint(module), describe.weights_probe(module))
+                for name, module in components.items()
+            ),
             len(getattr(self.pipe, "_all_hooks", None) or ()),
         )
         if self._model_key != key:

@@ -210,19 +210,24 @@ class OffloadObserver:
 
 
 def hooks_fingerprint(module: torch.nn.Module) -> tuple[Any, ...]:
-    """What enabling or removing an offload mechanism changes near a component's top: the
-    diffusers hooks registered on the top module and its children (group offloading hooks
-    the top module, or for a VAE its encoder and decoder) and the kind of accelerate's hook
-    (sequential and model offload). Hook objects themselves are left out: accelerate
-    re-creates model offload's hooks after every call."""
+    """What enabling, removing or re-applying an offload mechanism changes near a component's
+    top: the diffusers hooks registered on the top module and its children (group offloading
+    hooks the top module, or for a VAE its encoder and decoder) and accelerate's hook
+    (sequential and model offload). The hook objects themselves, so that offload torn down and
+    built again (diffusers does it around LoRA loading) is seen; only model offload's
+    ``CpuOffload`` by its kind, since accelerate re-creates it after every call. Objects, not
+    ids: a freed hook's address is soon reused by its replacement."""
     return tuple(_module_hooks(m) for m in (module, *module.children()))
 
 
 def _module_hooks(module: torch.nn.Module) -> tuple[Any, ...]:
     state = vars(module)
     registry = state.get("_diffusers_hook")
-    names = tuple(getattr(registry, "hooks", None) or ()) if registry is not None else ()
-    return id(module), names, type(state.get("_hf_hook"))
+    hooks = tuple((getattr(registry, "hooks", None) or {}).items()) if registry is not None else ()
+    accelerate = state.get("_hf_hook")
+    if accelerate is None or type(accelerate).__name__ == "CpuOffload":
+        accelerate = type(accelerate)
+    return module, hooks, accelerate
 
 
 def detect_offload_mode(pipe: Any, components: Mapping[str, torch.nn.Module]) -> str:

@@ -148,6 +148,9 @@ def _interrupt_attributes(generation: Generation, exc: RunInterrupted) -> dict[s
             if r.name == semconv.SPAN_DENOISE_STEP
         ]
         step = max((i for i in ran if isinstance(i, int)), default=-1) + 1
+        total = generation.root.attributes.get(semconv.REQUEST_NUM_STEPS)
+        if isinstance(total, int) and step >= total:  # after the last step: none kept
+            step = None
     if isinstance(step, int):
         attrs[semconv.RUN_INTERRUPT_STEP] = step
     return attrs

@@ -59,6 +59,13 @@ def test_a_signal_between_two_steps_names_the_step_it_kept_from_starting(
     assert steps == [0, 1]
 
 
+def test_a_signal_after_the_last_step_names_no_step(tiny_pipe: Any, spans: SpanBackend) -> None:
+    root, steps = _interrupted_run(tiny_pipe, spans, callback_on_step_end=_raise_at(3))
+    assert root[sc.RUN_INTERRUPT_STAGE] == sc.SPAN_DENOISE
+    assert sc.RUN_INTERRUPT_STEP not in root  # no fifth step of four was kept from starting
+    assert steps == [0, 1, 2, 3]
+
+
 def test_a_signal_inside_a_step_names_that_step(tiny_pipe: Any, spans: SpanBackend) -> None:
     forwards = 0
 

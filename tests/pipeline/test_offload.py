@@ -205,3 +205,54 @@ def test_calls_walk_the_modules_only_when_a_components_hooks_changed(
     assert "weights" in walks and {"offload:transformer", "offload:vae"} <= set(walks)
     roots = by_name(spans.spans(), sc.SPAN_GENERATE)
     assert [r.attributes[sc.OFFLOAD_MODE] for r in roots] == ["none", "none", "group"]  # type: ignore[index]
+
+
+def test_group_offload_built_again_is_still_observed(tiny_pipe: Any, spans: SpanBackend) -> None:
+    """diffusers tears group offloading down and builds it again around LoRA loading: new
+    groups under the same hook names, whose moves must still be transfer spans."""
+    from diffusers.hooks.group_offloading import _maybe_remove_and_reapply_group_offloading
+
+    instrument(tiny_pipe, spans.provider, run_id="again")
+    tiny_pipe.enable_group_offload(
+        onload_device=CPU, offload_device=CPU, offload_type="block_level", num_blocks_per_group=1
+    )
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    for component in tiny_pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            _maybe_remove_and_reapply_group_offloading(component)
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    done = spans.spans()
+    first, second = (root.context.trace_id for root in by_name(done, sc.SPAN_GENERATE))
+    moves = [s.context.trace_id for s in by_name(done, sc.SPAN_WEIGHT_TRANSFER)]
+    assert moves.count(first) > 0 and moves.count(second) == moves.count(first)
+
+
+def test_a_component_cast_after_instrument_is_described_as_it_runs(
+    tiny_pipe: Any, spans: SpanBackend
+) -> None:
+    instrument(tiny_pipe, spans.provider, run_id="cast")
+    fp32 = module_bytes(tiny_pipe.transformer)
+    tiny_pipe.transformer.to(torch.bfloat16)
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    (root,) = by_name(spans.spans(), sc.SPAN_GENERATE)
+    attrs = root.attributes or {}
+    assert attrs[sc.DTYPE_TRANSFORMER] == "bfloat16"
+    assert attrs[sc.weight_bytes_key("transformer")] == fp32 // 2
+
+
+def test_sequential_offload_built_again_is_still_observed(
+    tiny_pipe: Any, spans: SpanBackend
+) -> None:
+    from accelerate import cpu_offload
+    from accelerate.hooks import remove_hook_from_module
+
+    cpu_offload(tiny_pipe.transformer, execution_device=CPU)
+    instrument(tiny_pipe, spans.provider, run_id="seq-again")
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    remove_hook_from_module(tiny_pipe.transformer, recurse=True)
+    cpu_offload(tiny_pipe.transformer, execution_device=CPU)  # new hooks of the same kind
+    call_tiny(tiny_pipe, num_inference_steps=1)
+    done = spans.spans()
+    first, second = (root.context.trace_id for root in by_name(done, sc.SPAN_GENERATE))
+    moves = [s.context.trace_id for s in by_name(done, sc.SPAN_WEIGHT_TRANSFER)]
+    assert moves.count(first) > 0 and moves.count(second) == moves.count(first)
