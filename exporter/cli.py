@@ -79,24 +79,18 @@ def _timeout(text: str) -> float:
     return seconds
 
 
-def _energy_interval(text: str) -> float:
-    seconds = _number(text)
-    if math.isnan(seconds) or not 0 <= seconds <= MAX_ENERGY_INTERVAL_S:
-        raise argparse.ArgumentTypeError(
-            f"energy interval {text} s is outside 0..{MAX_ENERGY_INTERVAL_S:g} seconds "
-            "(0 reads the counter every sample)"
-        )
-    return seconds
+def _schedule(what: str, high: float, every_sample: str) -> Callable[[str], float]:
+    """A parser for how often something is read: 0 (every sample) to ``high`` seconds."""
 
+    def parse(text: str) -> float:
+        seconds = _number(text)
+        if math.isnan(seconds) or not 0 <= seconds <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} {text} s is outside 0..{high:g} seconds (0 {every_sample})"
+            )
+        return seconds
 
-def _gauge_interval(text: str) -> float:
-    seconds = _number(text)
-    if math.isnan(seconds) or not 0 <= seconds <= MAX_GAUGE_INTERVAL_S:
-        raise argparse.ArgumentTypeError(
-            f"gauge interval {text} s is outside 0..{MAX_GAUGE_INTERVAL_S:g} seconds "
-            "(0 reads them every sample)"
-        )
-    return seconds
+    return parse
 
 
 def _count(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -130,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--energy-interval",
-        type=_energy_interval,
+        type=_schedule("energy interval", MAX_ENERGY_INTERVAL_S, "reads the counter every sample"),
         default=DEFAULT_ENERGY_INTERVAL_S,
         metavar="SECONDS",
         help="read the GPU energy counter (2-3 ms of CPU a call) at most this often and carry "
@@ -139,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gauge-interval",
-        type=_gauge_interval,
+        type=_schedule("gauge interval", MAX_GAUGE_INTERVAL_S, "reads them every sample"),
         default=DEFAULT_GAUGE_INTERVAL_S,
         metavar="SECONDS",
         help="read the state gauges (temperature, clocks, clock events, ECC, per-process "

@@ -12,7 +12,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wan_otel import semconv
 from wan_otel.exporter.backend import (
@@ -26,7 +26,7 @@ from wan_otel.exporter.backend import (
     decode_clock_events,
 )
 from wan_otel.exporter.energy_schedule import ScheduledEnergy
-from wan_otel.exporter.gauges import Gauges, GaugeSchedule
+from wan_otel.exporter.gauges import GaugeSchedule
 
 
 @dataclass(frozen=True)
@@ -204,25 +204,19 @@ class FakeBackend:
         gauges = self._gauges.get(
             index, now, processes, lambda: self._read_gauges(gpu, level, processes)
         )
-        return GpuReading(
+        return replace(
+            gauges,
             activity=self._activity(index, gpu, now),
             memory_used_bytes=gpu.memory_used_bytes,
             memory_reserved_bytes=gpu.memory_reserved_bytes,
             memory_total_bytes=gpu.memory_total_bytes,
             power_watts=power,
             energy_joules=energy.update(now, power, lambda: self._energy_counter_j(gpu, t)),
-            temperature_celsius=gauges.temperature_celsius,
-            sm_clock_hertz=gauges.sm_clock_hertz,
-            memory_clock_hertz=gauges.memory_clock_hertz,
-            clock_events=gauges.clock_events,
-            ecc_corrected=gauges.ecc_corrected,
-            ecc_uncorrected=gauges.ecc_uncorrected,
-            processes=gauges.processes,
         )
 
-    def _read_gauges(self, gpu: FakeGpu, level: float, processes: bool) -> Gauges:
+    def _read_gauges(self, gpu: FakeGpu, level: float, processes: bool) -> GpuReading:
         self._spend(self._call_cost_s * (6 + (1 if processes else 0)))
-        return Gauges(
+        return GpuReading(
             temperature_celsius=35.0 + 40.0 * level,
             sm_clock_hertz=1_980_000_000.0 if level > 0 else 345_000_000.0,
             memory_clock_hertz=2_619_000_000.0,

@@ -11,36 +11,25 @@ its readings) and memory stay on every sample. A gauge served between two reads 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from wan_otel.exporter.backend import ProcessMemory
+from wan_otel.exporter.backend import GpuReading
 
 DEFAULT_GAUGE_INTERVAL_S = 2.0
 MAX_GAUGE_INTERVAL_S = 60.0
 
 
-@dataclass(frozen=True)
-class Gauges:
-    """One read of a GPU's state gauges; ``None`` where unsupported or failed."""
-
-    temperature_celsius: float | None = None
-    sm_clock_hertz: float | None = None
-    memory_clock_hertz: float | None = None
-    clock_events: Mapping[str, bool] | None = None
-    ecc_corrected: int | None = None
-    ecc_uncorrected: int | None = None
-    processes: tuple[ProcessMemory, ...] | None = None
-
-
 class GaugeSchedule:
-    """Each GPU's last gauges, read again once ``interval_s`` has passed (0: every time)."""
+    """Each GPU's last gauges (a ``GpuReading`` with only its gauge fields set), read again
+    once ``interval_s`` has passed (0: every time)."""
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self._held: dict[int, tuple[float, bool, Gauges]] = {}
+        self._held: dict[int, tuple[float, bool, GpuReading]] = {}
 
-    def get(self, index: int, now: float, processes: bool, read: Callable[[], Gauges]) -> Gauges:
+    def get(
+        self, index: int, now: float, processes: bool, read: Callable[[], GpuReading]
+    ) -> GpuReading:
         """GPU ``index``'s gauges: held ones if fresh enough (and read with ``processes`` as
         asked now), else ``read()``."""
         held = self._held.get(index)

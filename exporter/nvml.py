@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wan_otel import semconv
@@ -37,7 +37,7 @@ from wan_otel.exporter.backend import (
     decode_clock_events,
 )
 from wan_otel.exporter.energy_schedule import ScheduledEnergy
-from wan_otel.exporter.gauges import Gauges, GaugeSchedule
+from wan_otel.exporter.gauges import GaugeSchedule
 from wan_otel.exporter.gpm import GpmUnusable, GpmWindow, fraction
 
 try:
@@ -179,41 +179,31 @@ class NvmlBackend:
             lambda: self._energy_counter_j(dev),
         )
         activity = self._activity(dev)
-        used = None if memory is None else int(memory.used)
-        if self._run_figures_only:
-            return GpuReading(
-                activity=activity,
-                memory_used_bytes=used,
-                power_watts=None if power is None else power / 1000.0,
-                energy_joules=energy,
+        gauges = (
+            GpuReading()
+            if self._run_figures_only
+            else self._gauges.get(
+                index, self._clock(), processes, lambda: self._read_gauges(dev, processes)
             )
-        gauges = self._gauges.get(
-            index, self._clock(), processes, lambda: self._read_gauges(dev, processes)
         )
-        return GpuReading(
+        return replace(
+            gauges,
             activity=activity,
-            memory_used_bytes=used,
+            memory_used_bytes=None if memory is None else int(memory.used),
             memory_reserved_bytes=reserved,
             memory_total_bytes=None if memory is None else int(memory.total),
             power_watts=None if power is None else power / 1000.0,
             energy_joules=energy,
-            temperature_celsius=gauges.temperature_celsius,
-            sm_clock_hertz=gauges.sm_clock_hertz,
-            memory_clock_hertz=gauges.memory_clock_hertz,
-            clock_events=gauges.clock_events,
-            ecc_corrected=gauges.ecc_corrected,
-            ecc_uncorrected=gauges.ecc_uncorrected,
-            processes=gauges.processes,
         )
 
-    def _read_gauges(self, dev: _Device, processes: bool) -> Gauges:
+    def _read_gauges(self, dev: _Device, processes: bool) -> GpuReading:
         n, h = self._n, dev.handle
         temperature = self._call(dev, "nvmlDeviceGetTemperature", h, n.NVML_TEMPERATURE_GPU)
         sm_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_SM, key="sm")
         mem_clock = self._call(dev, "nvmlDeviceGetClockInfo", h, n.NVML_CLOCK_MEM, key="mem")
         events = self._clock_events(dev)
         corrected, uncorrected = self._ecc(dev)
-        return Gauges(
+        return GpuReading(
             temperature_celsius=None if temperature is None else float(temperature),
             sm_clock_hertz=None if sm_clock is None else sm_clock * 1e6,
             memory_clock_hertz=None if mem_clock is None else mem_clock * 1e6,

@@ -197,25 +197,27 @@ def test_unusable_timeouts_are_usage_errors(
     assert f"argument {flag}: timeout {value} s is outside (0, 3600] seconds" in error
 
 
-@pytest.mark.parametrize("value", ["-1", "nan", "inf", "301"])
-def test_unusable_energy_intervals_are_usage_errors(
-    capsys: pytest.CaptureFixture[str], value: str
-) -> None:
-    error = usage_error(capsys, "--energy-interval", value)
-    assert (
-        f"argument --energy-interval: energy interval {value} s is outside 0..300 seconds "
-        "(0 reads the counter every sample)"
-    ) in error
+READ_INTERVALS = [
+    ("--energy-interval", "energy interval", 300, "reads the counter every sample"),
+    ("--gauge-interval", "gauge interval", 60, "reads them every sample"),
+]
 
 
-@pytest.mark.parametrize("value", ["-1", "nan", "inf", "61"])
-def test_unusable_gauge_intervals_are_usage_errors(
-    capsys: pytest.CaptureFixture[str], value: str
+@pytest.mark.parametrize(
+    ("flag", "what", "high", "every_sample", "value"),
+    [(*flag, value) for flag in READ_INTERVALS for value in ("-1", "nan", "inf", f"{flag[2] + 1}")],
+)
+def test_unusable_read_intervals_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    what: str,
+    high: int,
+    every_sample: str,
+    value: str,
 ) -> None:
-    error = usage_error(capsys, "--gauge-interval", value)
+    error = usage_error(capsys, flag, value)
     assert (
-        f"argument --gauge-interval: gauge interval {value} s is outside 0..60 seconds "
-        "(0 reads them every sample)"
+        f"argument {flag}: {what} {value} s is outside 0..{high} seconds (0 {every_sample})"
     ) in error
 
 
