@@ -35,11 +35,7 @@ from wan_otel.pipeline.instrumentation.hooks import (
     reset_depth,
 )
 from wan_otel.pipeline.instrumentation.memory import memory_for
-from wan_otel.pipeline.instrumentation.offload import (
-    OffloadObserver,
-    detect_offload_mode,
-    hooks_fingerprint,
-)
+from wan_otel.pipeline.instrumentation.offload import OffloadObserver, detect_offload_mode
 from wan_otel.pipeline.instrumentation.settings import Settings
 from wan_otel.pipeline.instrumentation.span_stream import SpanStream
 from wan_otel.pipeline.instrumentation.timing import timeline_for
@@ -224,11 +220,12 @@ class PipelineObserver:
     def model_attributes(self) -> dict[str, Any]:
         """Model, offload mode, dtypes and weight bytes of the pipeline now. Reading them walks
         every parameter (about 10 ms for a 5B model): ``instrument`` reads them, and a call
-        reads them again only when a component or its offload hooks changed."""
-        components = self.components()
+        reads them again only when a component, its offload hooks or its first weight's dtype
+        changed. Call it after ``sync``: it keys on the hooks fingerprints ``sync`` took."""
+        components, hooks = self.components(), self.offload.fingerprints
         key = (
             *(
-                (name, hooks_fingerprint(module), describe.weights_probe(module))
+                (name, hooks.get(name), describe.weights_probe(module))
                 for name, module in components.items()
             ),
             len(getattr(self.pipe, "_all_hooks", None) or ()),

@@ -101,15 +101,21 @@ class OffloadObserver:
             if components.get(name) is not patch.obj:
                 patch.restore()
                 del self._module_to[name]
+        discovered = {}
         for name, module in components.items():
             if name not in self._module_to:
                 self._module_to[name] = patch_method(module, "to", self._wrap_to(name, module))
             # Walking every submodule costs milliseconds at the start of each call (1,617
             # modules in TI2V-5B): walk again only when the component's top hooks changed.
-            fingerprint = hooks_fingerprint(module)
+            discovered[name] = fingerprint = hooks_fingerprint(module)
             if self._discovered.get(name) != fingerprint:
                 self._discover(name, module)
-                self._discovered[name] = fingerprint
+        self._discovered = discovered
+
+    @property
+    def fingerprints(self) -> Mapping[str, tuple[Any, ...]]:
+        """Each component's ``hooks_fingerprint`` as of the last ``sync``."""
+        return self._discovered
 
     def restore(self) -> None:
         for patch in (*self._module_to.values(), *self._patches.values()):
