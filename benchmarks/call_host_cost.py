@@ -38,25 +38,20 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from overhead import bootstrap, build_pipe, in_run_scope, latent_call, set_size  # noqa: E402
 
-from wan_otel import __version__  # noqa: E402
-from wan_otel.pipeline import instrument, uninstrument, use_generation  # noqa: E402
-from wan_otel.pipeline.instrumentation.generation_metrics import PipelineMetrics  # noqa: E402
+from wan_otel.pipeline import instrument, uninstrument  # noqa: E402
 from wan_otel.pipeline.instrumentation.guard import Guard  # noqa: E402
-from wan_otel.pipeline.instrumentation.instrument import TRACER_NAME  # noqa: E402
-from wan_otel.pipeline.instrumentation.span_stream import SpanStream  # noqa: E402
 from wan_otel.pipeline.runner import run_scope as run_scope_module  # noqa: E402
-from wan_otel.pipeline.runner.presets import build_preset  # noqa: E402
-from wan_otel.pipeline.runner.run_scope import RunPlan, run_scope  # noqa: E402
 from wan_otel.pipeline.runner.telemetry import TelemetryConfig, setup_telemetry  # noqa: E402
-from wan_otel.store import RunStore, new_run_id  # noqa: E402
+from wan_otel.store import RunStore  # noqa: E402
 
-PROMPT = "A red fox trots through fresh snow at dawn, cinematic."
 VARIANTS = ("stack", "no_sampler", "no_allocator")
 SEGMENTS = ("start", "steps", "end", "call")
 
@@ -64,12 +59,8 @@ SEGMENTS = ("start", "steps", "end", "call")
 class Calls:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.device = torch.device("cpu" if args.dry_run else "cuda")
+        self.pipe, self.device = build_pipe(args)
         self.cuda = self.device.type == "cuda"
-        torch.manual_seed(0)
-        dtype = torch.bfloat16 if self.cuda else torch.float32
-        self.pipe = build_preset(args.preset, device=self.device, dtype=dtype).pipe
-        self.pipe.set_progress_bar_config(disable=True)
         self.marks: list[Any] = []
         self.store = RunStore(Path(tempfile.mkdtemp()) / "store")
         self.telemetry = setup_telemetry(TelemetryConfig(store=self.store, otlp=False))
@@ -85,13 +76,6 @@ class Calls:
         self.marks.append(self._mark())
         return kwargs
 
-    def _call(self) -> None:
-        a = self.args
-        self.pipe(prompt=PROMPT, height=a.height, width=a.width, num_frames=a.frames,
-                  num_inference_steps=a.steps, guidance_scale=5.0, output_type="latent",
-                  max_sequence_length=a.max_len, generator=torch.Generator().manual_seed(0),
-                  callback_on_step_end=self._callback)  # fmt: skip
-
     def _seconds(self, a: Any, b: Any) -> float:
         return a.elapsed_time(b) / 1e3 if self.cuda else b - a
 
@@ -100,7 +84,7 @@ class Calls:
         if self.cuda:
             torch.cuda.synchronize()
         self.marks = [self._mark()]
-        self._call()
+        latent_call(self.pipe, self.args, self._callback)
         self.marks.append(self._mark())
         if self.cuda:
             torch.cuda.synchronize()
@@ -116,25 +100,15 @@ class Calls:
     def stack(self, variant: str) -> Iterator[None]:
         """Within the block, the pipeline's calls run in a run scope as ``wan-otel run``'s."""
         telemetry = self.telemetry
-        metrics = PipelineMetrics(telemetry.meter_provider)
-        plan = RunPlan(new_run_id(), self.device, self.store,
-                       records_samples=variant != "no_sampler")  # fmt: skip
-        stream = SpanStream(telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__))
-        patch = (
-            _patched(run_scope_module, "memory_for", lambda device: None)
+        no_allocator = (
+            mock.patch.object(run_scope_module, "memory_for", lambda device: None)
             if variant == "no_allocator"
             else contextlib.nullcontext()
         )
         instrument(self.pipe, telemetry.tracer_provider, telemetry.meter_provider)
         try:
-            scope = run_scope(
-                plan,
-                stream,
-                guard=Guard(metrics.instrumentation_error),
-                flush=telemetry.flush_store,
-                metrics=metrics,
-            )
-            with patch, scope as generation, use_generation(self.pipe, generation):
+            with no_allocator, in_run_scope(self.pipe, self.device, telemetry, self.store,
+                                            samples=variant != "no_sampler"):  # fmt: skip
                 yield
         finally:
             uninstrument(self.pipe)
@@ -144,24 +118,6 @@ class Calls:
             return self.timed()
         with self.stack(mode):
             return self.timed()
-
-
-@contextlib.contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
-
-
-def bootstrap(diffs: list[float], rounds: int = 5000) -> tuple[float, float]:
-    import random
-
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(rounds))
-    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
 def segments(calls: Calls, rounds: int) -> dict[str, Any]:
@@ -180,7 +136,7 @@ def segments(calls: Calls, rounds: int) -> dict[str, Any]:
         added = {}
         for segment in SEGMENTS:
             diffs = [v[segment] - b[segment] for v, b in zip(seen[variant], seen["bare"])]
-            low, high = bootstrap(diffs)
+            low, high = bootstrap(diffs, rounds=5000)
             added[segment] = {"median_ms": 1e3 * statistics.median(diffs),
                               "ci95_ms": [1e3 * low, 1e3 * high]}  # fmt: skip
         out[variant] = added
@@ -334,9 +290,7 @@ def main() -> int:
     parser.add_argument("--probe-seconds", type=float, default=5.0)
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
-    args.preset = "tiny" if args.dry_run else "ti2v-5b-random"
-    args.height, args.width, args.frames = (32, 32, 9) if args.dry_run else (704, 1280, 121)
-    args.max_len = 16 if args.dry_run else 512
+    set_size(args)
     calls = Calls(args)
     calls.call("bare")  # warm-up: cold kernels, the allocator
     calls.call("stack")

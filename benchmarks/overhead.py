@@ -18,6 +18,7 @@ and stop) is reported apart.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import itertools
 import json
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,56 @@ def bootstrap(diffs: list[float], rounds: int = 10_000, seed: int = 0) -> tuple[
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
+def set_size(args: argparse.Namespace) -> None:
+    """The issue's workload (TI2V-5B random at 1280x704, 121 frames) on the GPU; the tiny
+    preset with ``--dry-run``, to check a script on the CPU."""
+    args.preset = "tiny" if args.dry_run else "ti2v-5b-random"
+    args.height, args.width, args.frames = (32, 32, 9) if args.dry_run else (704, 1280, 121)
+    args.max_len = 16 if args.dry_run else 512
+
+
+def build_pipe(args: argparse.Namespace) -> tuple[Any, torch.device]:
+    device = torch.device("cpu" if args.dry_run else "cuda")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(0)
+    pipe = build_preset(args.preset, device=device, dtype=dtype).pipe
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, device
+
+
+def latent_call(pipe: Any, args: argparse.Namespace, callback: Callable[..., Any]) -> None:
+    """One call at ``args``' size to latents (no decode), ``callback`` at each step's end."""
+    pipe(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.frames,
+         num_inference_steps=args.steps, guidance_scale=5.0, output_type="latent",
+         max_sequence_length=args.max_len, generator=torch.Generator().manual_seed(0),
+         callback_on_step_end=callback)  # fmt: skip
+
+
+@contextlib.contextmanager
+def in_run_scope(
+    pipe: Any, device: torch.device, telemetry: Any, store: RunStore, *, samples: bool = True
+) -> Iterator[None]:
+    """Within the block, ``pipe``'s calls run in a run scope exactly as ``wan-otel run``'s
+    (``samples``: with the in-process GPU sampler). ``pipe`` must be instrumented."""
+    metrics = PipelineMetrics(telemetry.meter_provider)
+    plan = RunPlan(new_run_id(), device, store, records_samples=samples)
+    stream = SpanStream(telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__))
+    scope = run_scope(
+        plan,
+        stream,
+        guard=Guard(metrics.instrumentation_error),
+        flush=telemetry.flush_store,
+        metrics=metrics,
+    )
+    with scope as generation, use_generation(pipe, generation):
+        yield
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.device = torch.device("cpu" if args.dry_run else "cuda")
+        self.pipe, self.device = build_pipe(args)
         self.cuda = self.device.type == "cuda"
-        dtype = torch.bfloat16 if self.cuda else torch.float32
-        torch.manual_seed(0)
-        self.pipe = build_preset(args.preset, device=self.device, dtype=dtype).pipe
-        self.pipe.set_progress_bar_config(disable=True)
         self.events: list[Any] = []
 
     def _callback(self, p: Any, step: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +132,7 @@ class Bench:
         return kwargs
 
     def _call(self) -> None:
-        a = self.args
-        self.pipe(prompt=PROMPT, height=a.height, width=a.width, num_frames=a.frames,
-                  num_inference_steps=a.steps, guidance_scale=5.0, output_type="latent",
-                  max_sequence_length=a.max_len, generator=torch.Generator().manual_seed(0),
-                  callback_on_step_end=self._callback)  # fmt: skip
+        latent_call(self.pipe, self.args, self._callback)
 
     def _timed(self, body: Callable[[], None]) -> tuple[float, list[float]]:
         self.events.clear()
@@ -114,21 +152,9 @@ class Bench:
 
     def stack(self, telemetry: Any, store: RunStore) -> tuple[float, list[float], float]:
         """One call inside the run scope, as ``wan-otel run`` does it; also the scope's own time."""
-        metrics = PipelineMetrics(telemetry.meter_provider)
-        plan = RunPlan(new_run_id(), self.device, store)
-        stream = SpanStream(telemetry.tracer_provider.get_tracer(TRACER_NAME, __version__))
         outer = time.perf_counter()
-        result: list[Any] = []
-        scope = run_scope(
-            plan,
-            stream,
-            guard=Guard(metrics.instrumentation_error),
-            flush=telemetry.flush_store,
-            metrics=metrics,
-        )
-        with scope as generation, use_generation(self.pipe, generation):
-            result.append(self._timed(self._call))
-        wall, steps = result[0]
+        with in_run_scope(self.pipe, self.device, telemetry, store):
+            wall, steps = self._timed(self._call)
         return wall, steps, time.perf_counter() - outer - wall
 
     def pairs(self, count: int, telemetry: Any, store: RunStore) -> dict[str, Any]:
@@ -205,9 +231,7 @@ def main() -> int:
         print(server.server_port, flush=True)
         server.serve_forever()
         return 0
-    args.preset = "tiny" if args.dry_run else "ti2v-5b-random"
-    args.height, args.width, args.frames = (32, 32, 9) if args.dry_run else (704, 1280, 121)
-    args.max_len = 16 if args.dry_run else 512
+    set_size(args)
     if args.dry_run:
         args.pairs, args.otlp_pairs = min(args.pairs, 4), min(args.otlp_pairs, 2)
     bench = Bench(args)

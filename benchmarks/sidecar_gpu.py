@@ -35,6 +35,7 @@ from typing import Any
 from proc_stats import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # wan_otel from the checkout (it maps exporter/ itself)
 SCRAPE_HZ = 5.0
 SETTLE_S = 5.0
 
@@ -136,13 +137,8 @@ time.sleep(3600)
 
 def nvml_costs(repeats: int = 60) -> dict[str, Any]:
     """Median / p99 microseconds of each NVML call a sample makes, on GPU 0, and whole reads."""
-    sys.path.insert(0, str(ROOT))
     import pynvml
 
-    import wan_otel
-
-    if str(ROOT) not in wan_otel.__path__:
-        wan_otel.__path__.append(str(ROOT))
     from wan_otel.exporter.nvml import NvmlBackend
 
     pynvml.nvmlInit()
@@ -189,11 +185,6 @@ def sample_costs(samples: int = 40) -> dict[str, Any]:
     """CPU milliseconds (this thread's clock) of one sample of every GPU and of encoding the
     exposition after it, as the exporter does them every ``--interval`` (its defaults: energy
     every 5 s, state gauges every 2 s)."""
-    sys.path.insert(0, str(ROOT))
-    import wan_otel
-
-    if str(ROOT) not in wan_otel.__path__:
-        wan_otel.__path__.append(str(ROOT))
     from prometheus_client import CollectorRegistry
 
     from wan_otel.exporter.collector import SnapshotCollector
